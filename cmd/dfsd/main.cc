@@ -1,0 +1,6 @@
+#include <CLI/CLI.hpp>
+int main(int argc, char** argv) {
+  CLI::App app{"dfsd"};
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,60 @@
+// ChunkStore: where sealed chunks live, addressed by ChunkId.
+//
+// A store holds opaque bytes (envelopes from VolumeCrypto::Seal); it never
+// needs the volume key, so keyless storage peers use the same stores.
+// Implementations: DiskChunkStore (content-hash paths on disk) and
+// MemoryChunkStore (tests, caches). One typed conformance suite
+// (tests/chunk_store_conformance_test.cc) runs against every implementation.
+//
+// Thread safety: all methods may be called concurrently from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "core/bytes.h"
+#include "core/chunk_id.h"
+#include "core/status.h"
+
+namespace dfs::core {
+
+struct StoreUsage {
+  std::uint64_t chunks = 0;
+  std::uint64_t bytes = 0;  // payload bytes (sealed chunk sizes), not counting headers
+};
+
+class ChunkStore {
+ public:
+  virtual ~ChunkStore() = default;
+
+  // Stores `data` under `id`. Idempotent: putting an id that is already held
+  // succeeds without rewriting it. When Put returns, the chunk's bytes are
+  // durable; the directory entry is durable after the next Sync().
+  // Errors: kNoSpace, kIo, kPermission.
+  virtual Status Put(const ChunkId& id, ByteSpan data) = 0;
+
+  // Reads the chunk into `*out` (resized; its capacity is reused) and checks
+  // its integrity. Errors: kNotFound (missing), kCorrupt (flipped, truncated,
+  // or a header that does not match; the message names the chunk), kIo.
+  virtual Status Get(const ChunkId& id, Bytes* out) = 0;
+
+  // Whether the chunk is held (no integrity check).
+  virtual Result<bool> Has(const ChunkId& id) = 0;
+
+  // Removes the chunk. Errors: kNotFound, kIo.
+  virtual Status Remove(const ChunkId& id) = 0;
+
+  // Calls `fn(id, size)` for every chunk held, in no particular order,
+  // until it returns false. Chunks added or removed during the walk may or
+  // may not be seen. Memory is bounded: it does not list everything first.
+  virtual Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) = 0;
+
+  // Totals over everything held.
+  virtual Result<StoreUsage> Usage() = 0;
+
+  // Makes every Put and Remove so far durable (for disk: fsyncs the
+  // directories they touched, batched).
+  virtual Status Sync() = 0;
+};
+
+}  // namespace dfs::core

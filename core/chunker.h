@@ -1,0 +1,68 @@
+// Content-defined chunking: FastCDC (Xia et al., USENIX ATC 2016) with a gear
+// rolling hash and normalized chunking (two masks around the average).
+// Defaults: minimum 256 KiB, average 1 MiB, maximum 4 MiB.
+//
+// The gear table comes from a 64-bit seed (VolumeCrypto::chunker_seed()), so
+// boundaries are deterministic for one volume key. Thread safety: a Chunker
+// is immutable after construction; ChunkStream is single-owner.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "core/bytes.h"
+#include "core/io.h"
+#include "core/status.h"
+
+namespace dfs::core {
+
+struct ChunkerParams {
+  std::size_t min_size = 256 * 1024;
+  std::size_t avg_size = 1024 * 1024;  // a power of two
+  std::size_t max_size = 4 * 1024 * 1024;
+};
+
+class Chunker {
+ public:
+  explicit Chunker(std::uint64_t seed, ChunkerParams params = {});
+
+  // Length of the chunk that starts at data[0]. `data` holds at least
+  // max_size bytes, or everything left in the stream (then the last chunk
+  // may be shorter than min_size). Returns 0 only for empty `data`.
+  std::size_t NextChunkSize(ByteSpan data) const;
+
+  const ChunkerParams& params() const { return params_; }
+
+ private:
+  ChunkerParams params_;
+  std::uint64_t mask_small_;  // harder to match: used below the average
+  std::uint64_t mask_large_;  // easier to match: used above the average
+  std::array<std::uint64_t, 256> gear_;
+};
+
+// Splits a Reader into chunks with bounded memory (one buffer of
+// 2 * max_size bytes).
+class ChunkStream {
+ public:
+  ChunkStream(const Chunker& chunker, Reader& reader);
+
+  // The next chunk, valid until the next call; std::nullopt at the end.
+  Result<std::optional<ByteSpan>> Next();
+
+  // Bytes consumed from the reader so far.
+  std::uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  const Chunker& chunker_;
+  Reader& reader_;
+  Bytes buf_;
+  std::size_t begin_ = 0;  // start of unconsumed data in buf_
+  std::size_t end_ = 0;    // end of valid data in buf_
+  bool eof_ = false;
+  std::uint64_t bytes_read_ = 0;
+};
+
+}  // namespace dfs::core

@@ -1,0 +1,50 @@
+#include "core/io.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace dfs::core {
+
+Result<std::size_t> ReadFull(Reader& reader, MutableByteSpan buf) {
+  std::size_t total = 0;
+  while (total < buf.size()) {
+    Result<std::size_t> n = reader.Read(buf.subspan(total));
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    total += *n;
+  }
+  return total;
+}
+
+Result<std::size_t> FdReader::Read(MutableByteSpan buf) {
+  for (;;) {
+    ssize_t n = ::read(fd_, buf.data(), buf.size());
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    return ErrnoStatus(errno, "read " + name_);
+  }
+}
+
+Status FdWriter::Write(ByteSpan data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, "write " + name_);
+    }
+    data = data.subspan(static_cast<std::size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Result<std::size_t> MemoryReader::Read(MutableByteSpan buf) {
+  std::size_t n = std::min(buf.size(), data_.size() - pos_);
+  if (n > 0) std::memcpy(buf.data(), data_.data() + pos_, n);
+  pos_ += n;
+  return n;
+}
+
+}  // namespace dfs::core

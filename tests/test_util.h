@@ -1,0 +1,50 @@
+// Helpers shared by the tests: scratch directories, deterministic data, and
+// running the built programs as real processes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+
+namespace dfs::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Deterministic pseudo-random bytes (xorshift) from `seed`.
+core::Bytes RandomBytes(std::size_t size, std::uint64_t seed);
+
+// Writes / reads a whole file; aborts the test on failure.
+void WriteFile(const std::filesystem::path& path, core::ByteSpan data);
+core::Bytes ReadFile(const std::filesystem::path& path);
+
+struct RunResult {
+  int exit_code = -1;         // -1 when killed by a signal
+  int signal = 0;
+  std::string out;            // captured stdout
+  std::string err;            // captured stderr
+  std::int64_t max_rss_kib = 0;
+};
+
+// Runs `argv` (argv[0] a path) with stdin from `stdin_path` (or /dev/null
+// when empty), captures stdout and stderr, and reports peak RSS.
+RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_path = "");
+
+// Path of a program built into build/bin.
+std::string BinPath(const std::string& name);
+
+}  // namespace dfs::testing
