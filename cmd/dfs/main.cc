@@ -1,6 +1,253 @@
+// dfs: the command line of the dfs store.
+//
+//   dfs keygen FILE
+//   dfs [--data DIR] [--key FILE] put KEY [PATH|-]
+//   dfs [--data DIR] [--key FILE] get KEY [PATH|-]
+//   dfs ... rm KEY | has KEY | ls [PREFIX] [--json] | stat KEY [--json]
+//
+// Errors are one line on stderr ("dfs: ...") and exit status 1; `has` exits
+// 0 (present), 1 (absent) or 2 (error).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <string>
+
 #include <CLI/CLI.hpp>
-int main(int argc, char** argv) {
-  CLI::App app{"dfs"};
-  CLI11_PARSE(app, argc, argv);
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cmd/dfs/paths.h"
+#include "cmd/dfs/progress.h"
+#include "core/file_server.h"
+#include "core/key_file.h"
+
+namespace dfs::cli {
+namespace {
+
+using core::Result;
+using core::Status;
+
+struct Globals {
+  std::string data_dir;
+  std::string key_file;
+};
+
+int Fail(const Status& s, int code = 1) {
+  fmt::print(stderr, "dfs: {}\n", s.ToString());
+  return code;
+}
+
+// The key named by --key must exist; the default key is created on first use.
+Result<core::VolumeKey> LoadKey(const Globals& g) {
+  if (!g.key_file.empty()) {
+    Result<core::VolumeKey> key = core::ReadKeyFile(g.key_file);
+    if (!key.ok() && key.status().code() == core::ErrorCode::kNotFound) {
+      return Status::NotFound(fmt::format(
+          "key file {} does not exist (create one with: dfs keygen {})", g.key_file, g.key_file));
+    }
+    return key;
+  }
+  std::filesystem::path path = DefaultKeyPath();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    DFS_RETURN_IF_ERROR(core::CreateKeyFile(path));
+    fmt::print(stderr, "dfs: created a new volume key at {} (back it up: without it the data "
+                       "cannot be read)\n", path.string());
+  }
+  return core::ReadKeyFile(path);
+}
+
+Result<std::unique_ptr<core::FileServer>> OpenServer(const Globals& g) {
+  DFS_ASSIGN_OR_RETURN(core::VolumeKey key, LoadKey(g));
+  std::filesystem::path dir = g.data_dir.empty() ? DefaultDataDir() : std::filesystem::path(g.data_dir);
+  return core::FileServer::Open(dir, key);
+}
+
+std::string IsoTime(std::int64_t ns) {
+  std::time_t t = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+int CmdKeygen(const std::string& file) {
+  Status s = core::CreateKeyFile(file);
+  if (!s.ok()) return Fail(s);
+  fmt::print(stderr, "dfs: wrote a new volume key to {} (mode 0600)\n", file);
   return 0;
+}
+
+int CmdPut(const Globals& g, const std::string& key, const std::string& path) {
+  bool use_stdin = path.empty() || path == "-";
+  int fd = use_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Fail(core::ErrnoStatus(errno, "open " + path));
+  std::uint64_t total = 0;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) total = static_cast<std::uint64_t>(st.st_size);
+  if (!use_stdin && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Fail(Status::InvalidArgument(path + " is a directory"));
+  }
+  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  if (!fs.ok()) return Fail(fs.status());
+  core::FdReader reader(fd, use_stdin ? "standard input" : path);
+  Status s;
+  {
+    Progress progress("put " + key, total);
+    s = (*fs)->Store(key, reader, [&](std::uint64_t done) { progress.Update(done); });
+  }
+  if (!use_stdin) ::close(fd);
+  return s.ok() ? 0 : Fail(s);
+}
+
+int CmdGet(const Globals& g, const std::string& key, const std::string& path) {
+  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  if (!fs.ok()) return Fail(fs.status());
+  Result<core::FileInfo> info = (*fs)->Stat(key);
+  if (!info.ok()) return Fail(info.status());
+  bool use_stdout = path.empty() || path == "-";
+  if (use_stdout) {
+    core::FdWriter writer(STDOUT_FILENO, "standard output");
+    Progress progress("get " + key, info->size);
+    Status s = (*fs)->Get(key, writer, [&](std::uint64_t done) { progress.Update(done); });
+    return s.ok() ? 0 : Fail(s);
+  }
+  // Write beside the destination and rename, so a failed get never leaves a
+  // partial file under the name asked for.
+  std::string tmp = path + ".dfs-partial";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Fail(core::ErrnoStatus(errno, "create " + tmp));
+  core::FdWriter writer(fd, path);
+  Status s;
+  {
+    Progress progress("get " + key, info->size);
+    s = (*fs)->Get(key, writer, [&](std::uint64_t done) { progress.Update(done); });
+  }
+  if (s.ok() && ::fsync(fd) != 0) s = core::ErrnoStatus(errno, "fsync " + path);
+  if (::close(fd) != 0 && s.ok()) s = core::ErrnoStatus(errno, "close " + path);
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    s = core::ErrnoStatus(errno, "rename " + tmp + " to " + path);
+  }
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return Fail(s);
+  }
+  return 0;
+}
+
+int CmdRm(const Globals& g, const std::string& key) {
+  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  if (!fs.ok()) return Fail(fs.status());
+  Status s = (*fs)->Delete(key);
+  return s.ok() ? 0 : Fail(s);
+}
+
+int CmdHas(const Globals& g, const std::string& key) {
+  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  if (!fs.ok()) return Fail(fs.status(), 2);
+  Result<bool> has = (*fs)->Has(key);
+  if (!has.ok()) return Fail(has.status(), 2);
+  return *has ? 0 : 1;
+}
+
+int CmdLs(const Globals& g, const std::string& prefix, bool json) {
+  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  if (!fs.ok()) return Fail(fs.status());
+  bool first = true;
+  if (json) std::fputs("[", stdout);
+  Status s = (*fs)->List(prefix, [&](const core::FileInfo& f) {
+    if (json) {
+      nlohmann::json j = {{"key", f.key},
+                          {"size", f.size},
+                          {"chunks", f.chunks},
+                          {"mtime", IsoTime(f.mtime_ns)}};
+      fmt::print("{}\n  {}", first ? "" : ",", j.dump());
+    } else {
+      fmt::print("{:>12}  {}  {}\n", f.size, IsoTime(f.mtime_ns), f.key);
+    }
+    first = false;
+    return true;
+  });
+  if (json) std::fputs(first ? "]\n" : "\n]\n", stdout);
+  return s.ok() ? 0 : Fail(s);
+}
+
+int CmdStat(const Globals& g, const std::string& key, bool json) {
+  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  if (!fs.ok()) return Fail(fs.status());
+  Result<core::FileInfo> f = (*fs)->Stat(key);
+  if (!f.ok()) return Fail(f.status());
+  if (json) {
+    nlohmann::json j = {{"key", f->key},
+                        {"size", f->size},
+                        {"chunks", f->chunks},
+                        {"stored_bytes", f->stored_bytes},
+                        {"mtime", IsoTime(f->mtime_ns)}};
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("key:      {}\nsize:     {} ({})\nchunks:   {}\nstored:   {} ({})\nmodified: {}\n",
+               f->key, f->size, HumanBytes(f->size), f->chunks, f->stored_bytes,
+               HumanBytes(f->stored_bytes), IsoTime(f->mtime_ns));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace dfs::cli
+
+int main(int argc, char** argv) {
+  using namespace dfs::cli;
+  CLI::App app{"dfs: a peer-to-peer, end-to-end encrypted, content-addressed file store"};
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--data", g.data_dir, "data directory (default: $XDG_DATA_HOME/dfs)");
+  app.add_option("--key", g.key_file,
+                 "volume key file (default: $XDG_CONFIG_HOME/dfs/volume.key, created on first use)");
+
+  std::string file, key, path, prefix;
+  bool json = false;
+
+  auto* keygen = app.add_subcommand("keygen", "create a new volume key file (mode 0600)");
+  keygen->add_option("FILE", file, "where to write the key; never overwritten")->required();
+
+  auto* put = app.add_subcommand("put", "store a file (standard input when no PATH or '-')");
+  put->add_option("KEY", key, "the name to store it under, e.g. docs/report.pdf")->required();
+  put->add_option("PATH", path, "the file to read");
+
+  auto* get = app.add_subcommand("get", "read a file back (standard output when no PATH or '-')");
+  get->add_option("KEY", key, "the stored name")->required();
+  get->add_option("PATH", path, "where to write it");
+
+  auto* rm = app.add_subcommand("rm", "remove a key; its chunks are freed when unused");
+  rm->add_option("KEY", key, "the stored name")->required();
+
+  auto* has = app.add_subcommand("has", "exit 0 if KEY is stored, 1 if not, 2 on error");
+  has->add_option("KEY", key, "the stored name")->required();
+
+  auto* ls = app.add_subcommand("ls", "list keys (size, time stored, key)");
+  ls->add_option("PREFIX", prefix, "only keys starting with this");
+  ls->add_flag("--json", json, "print a JSON array");
+
+  auto* stat = app.add_subcommand("stat", "size, chunks and stored bytes of a key");
+  stat->add_option("KEY", key, "the stored name")->required();
+  stat->add_flag("--json", json, "print a JSON object");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*keygen) return CmdKeygen(file);
+  if (*put) return CmdPut(g, key, path);
+  if (*get) return CmdGet(g, key, path);
+  if (*rm) return CmdRm(g, key);
+  if (*has) return CmdHas(g, key);
+  if (*ls) return CmdLs(g, prefix, json);
+  if (*stat) return CmdStat(g, key, json);
+  return 1;
 }

@@ -1,0 +1,438 @@
+#include "core/file_server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/disk_chunk_store.h"
+#include "core/key_names.h"
+
+namespace dfs::core {
+
+// Exclusive flock on DIR/lock for the life of the FileServer, so two
+// processes never mutate one data directory at once.
+class FileServer::DirLock {
+ public:
+  static Result<std::unique_ptr<DirLock>> Acquire(const std::filesystem::path& path,
+                                                  std::chrono::milliseconds timeout) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus(errno, "open lock file " + path.string());
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK && errno != EINTR) {
+        Status s = ErrnoStatus(errno, "lock " + path.string());
+        ::close(fd);
+        return s;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ::close(fd);
+        return Status::Unavailable(fmt::format(
+            "data directory {} is in use by another dfs process", path.parent_path().string()));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return std::unique_ptr<DirLock>(new DirLock(fd));
+  }
+  ~DirLock() { ::close(fd_); }
+
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+namespace {
+
+constexpr char kCleanShutdown[] = "clean_shutdown";
+constexpr char kKeyCheck[] = "key_check";
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::size_t WorkerCount(const FileServerOptions& o) {
+  if (o.workers > 0) return o.workers;
+  return std::max<std::size_t>(2, std::thread::hardware_concurrency());
+}
+
+// One unit of pipelined work: completion is signalled through done/cv.
+struct Job {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status;
+  Bytes plain;
+  Bytes sealed;
+  ChunkRef ref;
+  bool newly_written = false;
+
+  void Finish(Status s) {
+    std::lock_guard lock(mu);
+    status = std::move(s);
+    done = true;
+    cv.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [this] { return done; });
+  }
+  void Reset() {
+    done = false;
+    status = Status::Ok();
+    newly_written = false;
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<FileServer>> FileServer::Open(const std::filesystem::path& dir,
+                                                     const VolumeKey& key,
+                                                     FileServerOptions options) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "create data directory " + dir.string());
+  ::chmod(dir.c_str(), 0700);
+  DFS_ASSIGN_OR_RETURN(std::unique_ptr<DirLock> lock,
+                       DirLock::Acquire(dir / "lock", options.lock_timeout));
+  DFS_ASSIGN_OR_RETURN(std::unique_ptr<DiskChunkStore> store, DiskChunkStore::Open(dir / "chunks"));
+  DFS_ASSIGN_OR_RETURN(std::unique_ptr<Index> index, Index::Open(dir / "index.db"));
+  std::unique_ptr<FileServer> fs(
+      new FileServer(std::move(store), std::move(index), key, std::move(options)));
+  fs->lock_ = std::move(lock);
+  DFS_RETURN_IF_ERROR(fs->Init().WithContext(dir.string()));
+  return fs;
+}
+
+Result<std::unique_ptr<FileServer>> FileServer::Create(std::unique_ptr<ChunkStore> store,
+                                                       std::unique_ptr<Index> index,
+                                                       const VolumeKey& key,
+                                                       FileServerOptions options) {
+  std::unique_ptr<FileServer> fs(
+      new FileServer(std::move(store), std::move(index), key, std::move(options)));
+  DFS_RETURN_IF_ERROR(fs->Init());
+  return fs;
+}
+
+FileServer::FileServer(std::unique_ptr<ChunkStore> store, std::unique_ptr<Index> index,
+                       const VolumeKey& key, FileServerOptions options)
+    : store_(std::move(store)),
+      index_(std::move(index)),
+      crypto_(key),
+      chunker_(crypto_.chunker_seed(), options.chunker),
+      options_(std::move(options)),
+      pool_(WorkerCount(options_)) {
+  if (options_.pipeline_depth == 0) options_.pipeline_depth = 1;
+}
+
+FileServer::~FileServer() {
+  // Only a shutdown with nothing half-done is clean; callers have returned.
+  if (store_->Sync().ok()) {
+    (void)index_->SetMeta(kCleanShutdown, AsBytes("1"));
+  }
+}
+
+Status FileServer::Init() {
+  DFS_RETURN_IF_ERROR(CheckKey());
+  DFS_RETURN_IF_ERROR(FinishPendingFrees());
+  DFS_ASSIGN_OR_RETURN(std::optional<Bytes> clean, index_->GetMeta(kCleanShutdown));
+  if (clean.has_value() && AsString(*clean) == "0") {
+    DFS_RETURN_IF_ERROR(SweepOrphans());
+  }
+  return index_->SetMeta(kCleanShutdown, AsBytes("0"));
+}
+
+Status FileServer::CheckKey() {
+  std::string want = ToHex(ByteSpan(crypto_.key_check()));
+  DFS_ASSIGN_OR_RETURN(std::optional<Bytes> have, index_->GetMeta(kKeyCheck));
+  if (!have.has_value()) return index_->SetMeta(kKeyCheck, AsBytes(want));
+  if (AsString(*have) != want) {
+    return Status::WrongKey(fmt::format(
+        "the volume key does not match this data directory (key check {}, directory expects {})",
+        want, AsString(*have)));
+  }
+  return Status::Ok();
+}
+
+Status FileServer::FinishPendingFrees() {
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> ids, index_->PendingFree(1024));
+    if (ids.empty()) return Status::Ok();
+    DFS_RETURN_IF_ERROR(RemoveIfUnused(ids));
+    DFS_RETURN_IF_ERROR(index_->ClearPendingFree(ids));
+  }
+}
+
+Status FileServer::SweepOrphans() {
+  // After an unclean shutdown, chunks written by an interrupted Store are on
+  // disk without a reference. Collect in bounded batches, then remove.
+  for (;;) {
+    std::vector<ChunkId> orphans;
+    Status lookup = Status::Ok();
+    DFS_RETURN_IF_ERROR(store_->ForEach([&](const ChunkId& id, std::uint64_t) {
+      Result<bool> ref = index_->IsReferenced(id);
+      if (!ref.ok()) {
+        lookup = ref.status();
+        return false;
+      }
+      if (!*ref) orphans.push_back(id);
+      return orphans.size() < 4096;
+    }));
+    DFS_RETURN_IF_ERROR(lookup);
+    if (orphans.empty()) return store_->Sync();
+    DFS_RETURN_IF_ERROR(RemoveIfUnused(orphans));
+    if (orphans.size() < 4096) return store_->Sync();
+  }
+}
+
+void FileServer::Pin(const ChunkId& id) {
+  std::lock_guard lock(gc_mu_);
+  ++pinned_[id];
+}
+
+void FileServer::Unpin(const std::vector<ChunkId>& ids) {
+  std::lock_guard lock(gc_mu_);
+  for (const ChunkId& id : ids) {
+    auto it = pinned_.find(id);
+    if (it != pinned_.end() && --it->second == 0) pinned_.erase(it);
+  }
+}
+
+Status FileServer::RemoveIfUnused(const std::vector<ChunkId>& ids) {
+  for (const ChunkId& id : ids) {
+    // Holding gc_mu_ across the check and the removal orders us with Pin():
+    // a Store that pins after this point finds the chunk gone and rewrites it.
+    std::lock_guard lock(gc_mu_);
+    if (pinned_.count(id) > 0) continue;
+    DFS_ASSIGN_OR_RETURN(bool referenced, index_->IsReferenced(id));
+    if (referenced) continue;
+    Status s = store_->Remove(id);
+    if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
+  }
+  return store_->Sync();
+}
+
+Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn& progress) {
+  DFS_RETURN_IF_ERROR(ValidateKey(key));
+  ChunkStream stream(chunker_, reader);
+  Manifest manifest;
+  std::vector<ChunkId> pinned;
+  std::vector<ChunkId> written;
+  std::deque<std::shared_ptr<Job>> window;
+  std::vector<std::shared_ptr<Job>> spare;
+  Status failed = Status::Ok();
+
+  auto collect = [&](Job& job) {
+    job.Wait();
+    if (!job.status.ok()) {
+      if (failed.ok()) failed = job.status;
+      return;
+    }
+    manifest.chunks.push_back(job.ref);
+    manifest.size += job.ref.size;
+    if (job.newly_written) written.push_back(job.ref.id);
+    if (progress) progress(manifest.size);
+  };
+  auto retire_front = [&] {
+    std::shared_ptr<Job> job = std::move(window.front());
+    window.pop_front();
+    collect(*job);
+    spare.push_back(std::move(job));
+  };
+
+  for (;;) {
+    Result<std::optional<ByteSpan>> next = stream.Next();
+    if (!next.ok()) {
+      failed = next.status().WithContext(fmt::format("store '{}'", key));
+      break;
+    }
+    if (!next->has_value()) break;
+    if (window.size() >= options_.pipeline_depth) retire_front();
+    if (!failed.ok()) break;
+    std::shared_ptr<Job> job;
+    if (spare.empty()) {
+      job = std::make_shared<Job>();
+    } else {
+      job = std::move(spare.back());
+      spare.pop_back();
+      job->Reset();
+    }
+    ByteSpan chunk = **next;
+    job->plain.assign(chunk.begin(), chunk.end());
+    job->ref.size = static_cast<std::uint32_t>(chunk.size());
+    job->ref.id = crypto_.ComputeId(job->plain);  // cheap beside sealing; keeps pin order simple
+    Pin(job->ref.id);
+    pinned.push_back(job->ref.id);
+    pool_.Submit([this, job] {
+      Result<bool> has = store_->Has(job->ref.id);
+      if (!has.ok()) return job->Finish(has.status());
+      if (*has) return job->Finish(Status::Ok());
+      crypto_.Seal(job->ref.id, job->plain, &job->sealed);
+      Status s = store_->Put(job->ref.id, job->sealed);
+      job->newly_written = s.ok();
+      job->Finish(std::move(s));
+    });
+    window.push_back(std::move(job));
+  }
+  while (!window.empty()) retire_front();
+
+  if (failed.ok()) failed = store_->Sync();
+  std::vector<ChunkId> freed;
+  if (failed.ok()) {
+    Result<std::vector<ChunkId>> r =
+        index_->PutFile(key, manifest, NowNs(), [](const ChunkRef& ref) {
+          return static_cast<std::uint64_t>(ref.size) + VolumeCrypto::kOverhead;
+        });
+    if (r.ok()) {
+      freed = std::move(r).value();
+    } else {
+      failed = r.status();
+    }
+  }
+  Unpin(pinned);
+  if (!failed.ok()) {
+    (void)RemoveIfUnused(written);  // best effort; the next unclean open sweeps the rest
+    return failed.WithContext(fmt::format("store '{}'", key));
+  }
+  if (!freed.empty()) {
+    DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
+    DFS_RETURN_IF_ERROR(index_->ClearPendingFree(freed));
+  }
+  return Status::Ok();
+}
+
+Result<FileRecord> FileServer::LookupExisting(std::string_view key) {
+  DFS_RETURN_IF_ERROR(ValidateKey(key));
+  DFS_ASSIGN_OR_RETURN(std::optional<FileRecord> rec, index_->Lookup(key));
+  if (!rec.has_value()) return Status::NotFound(fmt::format("no such key: {}", key));
+  return std::move(*rec);
+}
+
+Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* sealed, Bytes* out) {
+  const ChunkRef& ref = rec.manifest.chunks[i];
+  auto where = [&] {
+    return fmt::format("chunk {} ({} of {} of '{}')", ref.id.ToHex(), i + 1,
+                       rec.manifest.chunks.size(), rec.key);
+  };
+  Status s = store_->Get(ref.id, sealed);
+  if (s.code() == ErrorCode::kNotFound) {
+    return Status::Corrupt(fmt::format("{} is missing from the chunk store", where()));
+  }
+  if (!s.ok()) return s.WithContext(where());
+  s = crypto_.Unseal(ref.id, *sealed, out);
+  if (!s.ok()) return s.WithContext(where());
+  if (out->size() != ref.size) {
+    out->clear();
+    return Status::Corrupt(fmt::format("{} holds {} bytes, the manifest says {}", where(),
+                                       out->size(), ref.size));
+  }
+  return Status::Ok();
+}
+
+Status FileServer::Get(std::string_view key, Writer& writer, const ProgressFn& progress) {
+  DFS_ASSIGN_OR_RETURN(FileRecord rec, LookupExisting(key));
+  auto shared = std::make_shared<FileRecord>(std::move(rec));
+  std::deque<std::shared_ptr<Job>> window;
+  std::vector<std::shared_ptr<Job>> spare;
+  std::uint64_t done = 0;
+  Status failed = Status::Ok();
+  std::size_t next = 0;
+  const std::size_t n = shared->manifest.chunks.size();
+
+  while ((next < n && failed.ok()) || !window.empty()) {
+    while (next < n && failed.ok() && window.size() < options_.pipeline_depth) {
+      std::shared_ptr<Job> job;
+      if (spare.empty()) {
+        job = std::make_shared<Job>();
+      } else {
+        job = std::move(spare.back());
+        spare.pop_back();
+        job->Reset();
+      }
+      std::size_t i = next++;
+      pool_.Submit([this, job, shared, i] {
+        job->Finish(FetchChunk(*shared, i, &job->sealed, &job->plain));
+      });
+      window.push_back(std::move(job));
+    }
+    std::shared_ptr<Job> job = std::move(window.front());
+    window.pop_front();
+    job->Wait();
+    if (failed.ok()) {
+      if (!job->status.ok()) {
+        failed = job->status;
+      } else {
+        failed = writer.Write(job->plain);
+        done += job->plain.size();
+        if (failed.ok() && progress) progress(done);
+      }
+    }
+    spare.push_back(std::move(job));
+  }
+  return failed;
+}
+
+Result<std::size_t> FileServer::ReadAt(std::string_view key, std::uint64_t offset,
+                                       MutableByteSpan buf) {
+  DFS_ASSIGN_OR_RETURN(FileRecord rec, LookupExisting(key));
+  auto [i, start] = rec.manifest.Locate(offset);
+  std::size_t copied = 0;
+  Bytes sealed, plain;
+  while (copied < buf.size() && i < rec.manifest.chunks.size()) {
+    DFS_RETURN_IF_ERROR(FetchChunk(rec, i, &sealed, &plain));
+    std::uint64_t in_chunk = offset + copied - start;
+    std::size_t n = std::min<std::uint64_t>(buf.size() - copied, plain.size() - in_chunk);
+    std::memcpy(buf.data() + copied, plain.data() + in_chunk, n);
+    copied += n;
+    start += plain.size();
+    ++i;
+  }
+  return copied;
+}
+
+Status FileServer::Delete(std::string_view key) {
+  DFS_RETURN_IF_ERROR(ValidateKey(key));
+  DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, index_->DeleteFile(key));
+  DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
+  return index_->ClearPendingFree(freed);
+}
+
+Result<bool> FileServer::Has(std::string_view key) {
+  DFS_RETURN_IF_ERROR(ValidateKey(key));
+  DFS_ASSIGN_OR_RETURN(std::optional<FileRecord> rec, index_->Lookup(key));
+  return rec.has_value();
+}
+
+Status FileServer::List(std::string_view prefix, const std::function<bool(const FileInfo&)>& fn) {
+  DFS_RETURN_IF_ERROR(ValidatePrefix(prefix));
+  return index_->List(prefix, [&](const FileRecord& rec) {
+    FileInfo info;
+    info.key = rec.key;
+    info.size = rec.manifest.size;
+    info.chunks = rec.manifest.chunks.size();
+    info.mtime_ns = rec.mtime_ns;
+    return fn(info);
+  });
+}
+
+Result<FileInfo> FileServer::Stat(std::string_view key) {
+  DFS_ASSIGN_OR_RETURN(FileRecord rec, LookupExisting(key));
+  FileInfo info;
+  info.key = rec.key;
+  info.size = rec.manifest.size;
+  info.chunks = rec.manifest.chunks.size();
+  info.mtime_ns = rec.mtime_ns;
+  DFS_ASSIGN_OR_RETURN(info.stored_bytes, index_->StoredBytes(rec.manifest));
+  return info;
+}
+
+}  // namespace dfs::core

@@ -1,0 +1,426 @@
+#include "core/index.h"
+
+#include <sqlite3.h>
+
+#include <set>
+
+#include <fmt/format.h>
+
+namespace dfs::core {
+namespace {
+
+Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
+  std::string msg = fmt::format("index database: {}: {}", what,
+                                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_FULL: return Status::NoSpace(std::move(msg));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return Status::Corrupt(std::move(msg));
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return Status::Unavailable(std::move(msg));
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN: return Status::Permission(std::move(msg));
+    default: return Status::Io(std::move(msg));
+  }
+}
+
+// A prepared statement, finalized on destruction.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Status status(std::string_view what) const {
+    return rc_ == SQLITE_OK ? Status::Ok() : SqliteStatus(db_, rc_, what);
+  }
+  void Bind(int i, std::string_view text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
+  void Bind(int i, ByteSpan blob) {
+    sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  }
+  void Bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  // SQLITE_ROW -> true, SQLITE_DONE -> false, else error.
+  Result<bool> Step(std::string_view what) {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteStatus(db_, rc, what);
+  }
+  std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string Text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return std::string(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  ByteSpan Blob(int col) const {
+    auto p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
+    return {p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))};
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+// Rolls back unless committed.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {}
+  ~Transaction() {
+    if (begun_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Status Begin() {
+    int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "begin transaction");
+    begun_ = true;
+    return Status::Ok();
+  }
+  Status Commit() {
+    int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "commit");
+    done_ = true;
+    return Status::Ok();
+  }
+
+ private:
+  sqlite3* db_;
+  bool begun_ = false;
+  bool done_ = false;
+};
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(
+  name TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files(
+  key TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  manifest BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks(
+  id BLOB PRIMARY KEY,
+  refs INTEGER NOT NULL CHECK (refs > 0),
+  stored_size INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_free(
+  id BLOB PRIMARY KEY
+) WITHOUT ROWID;
+)sql";
+
+std::set<ChunkId> Distinct(const Manifest& m) {
+  std::set<ChunkId> ids;
+  for (const ChunkRef& r : m.chunks) ids.insert(r.id);
+  return ids;
+}
+
+Result<FileRecord> RecordFromRow(const Stmt& s, int key_col) {
+  FileRecord rec;
+  rec.key = s.Text(key_col);
+  rec.mtime_ns = s.Int(key_col + 1);
+  Result<Manifest> m = Manifest::Decode(s.Blob(key_col + 2));
+  if (!m.ok()) return m.status().WithContext(fmt::format("manifest of '{}'", rec.key));
+  rec.manifest = std::move(m).value();
+  return rec;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    Status s = SqliteStatus(db, rc, fmt::format("open {}", path.string()));
+    sqlite3_close(db);
+    return s;
+  }
+  std::unique_ptr<Index> index(new Index(db));
+  sqlite3_busy_timeout(db, 10000);
+  // WAL + synchronous=FULL: a commit is durable when it returns.
+  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA journal_mode=WAL"));
+  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA synchronous=FULL"));
+  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA foreign_keys=ON"));
+  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA cache_size=-4096"));  // 4 MiB page cache
+  DFS_RETURN_IF_ERROR(index->Exec(kSchema));
+
+  Result<std::optional<Bytes>> version = index->GetMeta("schema_version");
+  if (!version.ok()) return version.status();
+  if (!version->has_value()) {
+    std::string v = std::to_string(kSchemaVersion);
+    DFS_RETURN_IF_ERROR(index->SetMeta("schema_version", AsBytes(v)));
+  } else {
+    std::string v(AsString(**version));
+    if (v != std::to_string(kSchemaVersion)) {
+      return Status::InvalidArgument(fmt::format(
+          "index database {} has schema version {}; this dfs reads version {}", path.string(), v,
+          kSchemaVersion));
+    }
+  }
+  return index;
+}
+
+Index::~Index() { sqlite3_close(db_); }
+
+Status Index::Exec(const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);
+  if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "setup");
+  return Status::Ok();
+}
+
+Result<std::optional<Bytes>> Index::GetMeta(std::string_view name) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value FROM meta WHERE name = ?1");
+  DFS_RETURN_IF_ERROR(s.status("read meta"));
+  s.Bind(1, name);
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("read meta"));
+  if (!row) return std::optional<Bytes>();
+  ByteSpan b = s.Blob(0);
+  return std::optional<Bytes>(Bytes(b.begin(), b.end()));
+}
+
+Status Index::SetMeta(std::string_view name, ByteSpan value) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT INTO meta(name, value) VALUES(?1, ?2) "
+              "ON CONFLICT(name) DO UPDATE SET value = excluded.value");
+  DFS_RETURN_IF_ERROR(s.status("write meta"));
+  s.Bind(1, name);
+  s.Bind(2, value);
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("write meta"));
+  (void)row;
+  return Status::Ok();
+}
+
+Result<std::optional<FileRecord>> Index::Lookup(std::string_view key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT key, mtime_ns, manifest FROM files WHERE key = ?1");
+  DFS_RETURN_IF_ERROR(s.status("lookup"));
+  s.Bind(1, key);
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("lookup"));
+  if (!row) return std::optional<FileRecord>();
+  DFS_ASSIGN_OR_RETURN(FileRecord rec, RecordFromRow(s, 0));
+  return std::optional<FileRecord>(std::move(rec));
+}
+
+Status Index::DecrementRefs(const Manifest& manifest, std::vector<ChunkId>* freed) {
+  Stmt dec(db_, "UPDATE chunks SET refs = refs - 1 WHERE id = ?1 AND refs > 1");
+  Stmt del(db_, "DELETE FROM chunks WHERE id = ?1 AND refs = 1");
+  Stmt pend(db_, "INSERT OR IGNORE INTO pending_free(id) VALUES(?1)");
+  DFS_RETURN_IF_ERROR(dec.status("unref chunk"));
+  DFS_RETURN_IF_ERROR(del.status("unref chunk"));
+  DFS_RETURN_IF_ERROR(pend.status("unref chunk"));
+  for (const ChunkId& id : Distinct(manifest)) {
+    dec.Reset();
+    dec.Bind(1, id.bytes());
+    DFS_ASSIGN_OR_RETURN(bool r1, dec.Step("unref chunk"));
+    (void)r1;
+    if (sqlite3_changes(db_) > 0) continue;
+    del.Reset();
+    del.Bind(1, id.bytes());
+    DFS_ASSIGN_OR_RETURN(bool r2, del.Step("unref chunk"));
+    (void)r2;
+    if (sqlite3_changes(db_) == 0) continue;  // was not counted (should not happen)
+    pend.Reset();
+    pend.Bind(1, id.bytes());
+    DFS_ASSIGN_OR_RETURN(bool r3, pend.Step("queue chunk for removal"));
+    (void)r3;
+    freed->push_back(id);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<ChunkId>> Index::PutFile(
+    std::string_view key, const Manifest& manifest, std::int64_t mtime_ns,
+    const std::function<std::uint64_t(const ChunkRef&)>& stored_size) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  DFS_RETURN_IF_ERROR(tx.Begin());
+
+  std::vector<ChunkId> freed;
+  {
+    Stmt old(db_, "SELECT key, mtime_ns, manifest FROM files WHERE key = ?1");
+    DFS_RETURN_IF_ERROR(old.status("lookup"));
+    old.Bind(1, key);
+    DFS_ASSIGN_OR_RETURN(bool row, old.Step("lookup"));
+    // Take the new references first so that chunks shared by the old and the
+    // new manifest never drop to zero.
+    Stmt inc(db_, "INSERT INTO chunks(id, refs, stored_size) VALUES(?1, 1, ?2) "
+                  "ON CONFLICT(id) DO UPDATE SET refs = refs + 1");
+    Stmt unpend(db_, "DELETE FROM pending_free WHERE id = ?1");
+    DFS_RETURN_IF_ERROR(inc.status("ref chunk"));
+    DFS_RETURN_IF_ERROR(unpend.status("ref chunk"));
+    std::set<ChunkId> seen;
+    for (const ChunkRef& ref : manifest.chunks) {
+      if (!seen.insert(ref.id).second) continue;
+      inc.Reset();
+      inc.Bind(1, ref.id.bytes());
+      inc.Bind(2, static_cast<std::int64_t>(stored_size(ref)));
+      DFS_ASSIGN_OR_RETURN(bool r1, inc.Step("ref chunk"));
+      unpend.Reset();
+      unpend.Bind(1, ref.id.bytes());
+      DFS_ASSIGN_OR_RETURN(bool r2, unpend.Step("ref chunk"));
+      (void)r1;
+      (void)r2;
+    }
+    if (row) {
+      DFS_ASSIGN_OR_RETURN(FileRecord prev, RecordFromRow(old, 0));
+      DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, &freed));
+    }
+  }
+  Stmt put(db_, "INSERT INTO files(key, size, mtime_ns, manifest) VALUES(?1, ?2, ?3, ?4) "
+                "ON CONFLICT(key) DO UPDATE SET size = excluded.size, "
+                "mtime_ns = excluded.mtime_ns, manifest = excluded.manifest");
+  DFS_RETURN_IF_ERROR(put.status("write file"));
+  Bytes encoded = manifest.Encode();
+  put.Bind(1, key);
+  put.Bind(2, static_cast<std::int64_t>(manifest.size));
+  put.Bind(3, mtime_ns);
+  put.Bind(4, ByteSpan(encoded));
+  DFS_ASSIGN_OR_RETURN(bool r, put.Step("write file"));
+  (void)r;
+  DFS_RETURN_IF_ERROR(tx.Commit());
+  return freed;
+}
+
+Result<std::vector<ChunkId>> Index::DeleteFile(std::string_view key) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  DFS_RETURN_IF_ERROR(tx.Begin());
+  Stmt old(db_, "SELECT key, mtime_ns, manifest FROM files WHERE key = ?1");
+  DFS_RETURN_IF_ERROR(old.status("lookup"));
+  old.Bind(1, key);
+  DFS_ASSIGN_OR_RETURN(bool row, old.Step("lookup"));
+  if (!row) return Status::NotFound(fmt::format("no such key: {}", key));
+  DFS_ASSIGN_OR_RETURN(FileRecord prev, RecordFromRow(old, 0));
+  std::vector<ChunkId> freed;
+  DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, &freed));
+  Stmt del(db_, "DELETE FROM files WHERE key = ?1");
+  DFS_RETURN_IF_ERROR(del.status("delete file"));
+  del.Bind(1, key);
+  DFS_ASSIGN_OR_RETURN(bool r, del.Step("delete file"));
+  (void)r;
+  DFS_RETURN_IF_ERROR(tx.Commit());
+  return freed;
+}
+
+Status Index::List(std::string_view prefix, const std::function<bool(const FileRecord&)>& fn) {
+  constexpr int kBatch = 256;
+  std::string after;  // exclusive lower bound once the first batch is read
+  bool first = true;
+  for (;;) {
+    std::vector<FileRecord> batch;
+    {
+      std::lock_guard lock(mu_);
+      Stmt s(db_, first ? "SELECT key, mtime_ns, manifest FROM files WHERE key >= ?1 "
+                          "ORDER BY key LIMIT ?2"
+                        : "SELECT key, mtime_ns, manifest FROM files WHERE key > ?1 "
+                          "ORDER BY key LIMIT ?2");
+      DFS_RETURN_IF_ERROR(s.status("list"));
+      s.Bind(1, first ? prefix : std::string_view(after));
+      s.Bind(2, std::int64_t{kBatch});
+      for (;;) {
+        DFS_ASSIGN_OR_RETURN(bool row, s.Step("list"));
+        if (!row) break;
+        std::string key = s.Text(0);
+        if (key.compare(0, prefix.size(), prefix) != 0) break;
+        DFS_ASSIGN_OR_RETURN(FileRecord rec, RecordFromRow(s, 0));
+        batch.push_back(std::move(rec));
+      }
+    }
+    for (const FileRecord& rec : batch) {
+      if (!fn(rec)) return Status::Ok();
+    }
+    if (batch.size() < static_cast<std::size_t>(kBatch)) return Status::Ok();
+    after = batch.back().key;
+    first = false;
+  }
+}
+
+Result<bool> Index::IsReferenced(const ChunkId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM chunks WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(s.status("chunk lookup"));
+  s.Bind(1, id.bytes());
+  return s.Step("chunk lookup");
+}
+
+Result<std::uint64_t> Index::StoredBytes(const Manifest& manifest) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT stored_size FROM chunks WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(s.status("chunk lookup"));
+  std::uint64_t total = 0;
+  for (const ChunkId& id : Distinct(manifest)) {
+    s.Reset();
+    s.Bind(1, id.bytes());
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("chunk lookup"));
+    if (row) total += static_cast<std::uint64_t>(s.Int(0));
+  }
+  return total;
+}
+
+Result<IndexTotals> Index::Totals() {
+  std::lock_guard lock(mu_);
+  IndexTotals t;
+  Stmt f(db_, "SELECT count(*), coalesce(sum(size), 0) FROM files");
+  DFS_RETURN_IF_ERROR(f.status("totals"));
+  DFS_ASSIGN_OR_RETURN(bool r1, f.Step("totals"));
+  if (r1) {
+    t.files = static_cast<std::uint64_t>(f.Int(0));
+    t.logical_bytes = static_cast<std::uint64_t>(f.Int(1));
+  }
+  Stmt c(db_, "SELECT count(*), coalesce(sum(stored_size), 0) FROM chunks");
+  DFS_RETURN_IF_ERROR(c.status("totals"));
+  DFS_ASSIGN_OR_RETURN(bool r2, c.Step("totals"));
+  if (r2) {
+    t.chunks = static_cast<std::uint64_t>(c.Int(0));
+    t.stored_bytes = static_cast<std::uint64_t>(c.Int(1));
+  }
+  return t;
+}
+
+Result<std::vector<ChunkId>> Index::PendingFree(std::size_t limit) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT id FROM pending_free LIMIT ?1");
+  DFS_RETURN_IF_ERROR(s.status("pending"));
+  s.Bind(1, static_cast<std::int64_t>(limit));
+  std::vector<ChunkId> ids;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("pending"));
+    if (!row) break;
+    Result<ChunkId> id = ChunkId::FromBytes(s.Blob(0));
+    if (!id.ok()) return id.status().WithContext("index database: pending_free");
+    ids.push_back(*id);
+  }
+  return ids;
+}
+
+Status Index::ClearPendingFree(const std::vector<ChunkId>& ids) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  DFS_RETURN_IF_ERROR(tx.Begin());
+  Stmt s(db_, "DELETE FROM pending_free WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(s.status("clear pending"));
+  for (const ChunkId& id : ids) {
+    s.Reset();
+    s.Bind(1, id.bytes());
+    DFS_ASSIGN_OR_RETURN(bool r, s.Step("clear pending"));
+    (void)r;
+  }
+  return tx.Commit();
+}
+
+}  // namespace dfs::core

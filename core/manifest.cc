@@ -1,0 +1,114 @@
+#include "core/manifest.h"
+
+#include <cryptopp/crc.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace dfs::core {
+namespace {
+
+constexpr char kMagic[4] = {'D', 'F', 'S', 'M'};
+constexpr std::size_t kHeaderSize = 20;  // magic, version, flags, reserved, size, count
+constexpr std::size_t kEntrySize = ChunkId::kSize + 4;
+constexpr std::size_t kTrailerSize = 4;
+
+void PutU32(std::uint8_t* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+void PutU64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+std::uint32_t GetU32(const std::uint8_t* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+std::uint64_t GetU64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+std::uint32_t Crc32c(const std::uint8_t* p, std::size_t n) {
+  CryptoPP::CRC32C crc;
+  crc.Update(p, n);
+  std::uint8_t digest[4];
+  crc.Final(digest);
+  return GetU32(digest);
+}
+
+}  // namespace
+
+Bytes Manifest::Encode() const {
+  Bytes out(kHeaderSize + chunks.size() * kEntrySize + kTrailerSize);
+  std::uint8_t* p = out.data();
+  std::memcpy(p, kMagic, 4);
+  p[4] = kVersion;
+  p[5] = 0;  // flags
+  p[6] = p[7] = 0;
+  PutU64(p + 8, size);
+  PutU32(p + 16, static_cast<std::uint32_t>(chunks.size()));
+  p += kHeaderSize;
+  for (const ChunkRef& c : chunks) {
+    std::memcpy(p, c.id.bytes().data(), ChunkId::kSize);
+    PutU32(p + ChunkId::kSize, c.size);
+    p += kEntrySize;
+  }
+  PutU32(p, Crc32c(out.data(), out.size() - kTrailerSize));
+  return out;
+}
+
+Result<Manifest> Manifest::Decode(ByteSpan data) {
+  if (data.size() < kHeaderSize + kTrailerSize) {
+    return Status::Corrupt(fmt::format("manifest truncated ({} bytes)", data.size()));
+  }
+  const std::uint8_t* p = data.data();
+  if (std::memcmp(p, kMagic, 4) != 0) return Status::Corrupt("not a manifest (bad magic)");
+  if (p[4] != kVersion) {
+    return Status::InvalidArgument(fmt::format("unsupported manifest version {}", p[4]));
+  }
+  if (p[5] != 0 || p[6] != 0 || p[7] != 0) {
+    return Status::InvalidArgument("manifest has unknown flags set");
+  }
+  std::uint64_t count = GetU32(p + 16);
+  if (data.size() != kHeaderSize + count * kEntrySize + kTrailerSize) {
+    return Status::Corrupt(fmt::format("manifest length {} does not fit {} chunks", data.size(),
+                                       count));
+  }
+  std::uint32_t want = GetU32(data.data() + data.size() - kTrailerSize);
+  if (Crc32c(data.data(), data.size() - kTrailerSize) != want) {
+    return Status::Corrupt("manifest checksum mismatch");
+  }
+  Manifest m;
+  m.size = GetU64(p + 8);
+  m.chunks.reserve(count);
+  std::uint64_t total = 0;
+  p += kHeaderSize;
+  for (std::uint64_t i = 0; i < count; ++i, p += kEntrySize) {
+    ChunkRef ref;
+    ref.id = *ChunkId::FromBytes(ByteSpan(p, ChunkId::kSize));
+    ref.size = GetU32(p + ChunkId::kSize);
+    if (ref.size == 0 || ref.size > kMaxChunkSize) {
+      return Status::Corrupt(fmt::format("manifest chunk {} has invalid size {}", i, ref.size));
+    }
+    total += ref.size;
+    m.chunks.push_back(ref);
+  }
+  if (total != m.size) {
+    return Status::Corrupt(
+        fmt::format("manifest chunk sizes add up to {}, file size is {}", total, m.size));
+  }
+  return m;
+}
+
+std::pair<std::size_t, std::uint64_t> Manifest::Locate(std::uint64_t offset) const {
+  std::uint64_t start = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (offset < start + chunks[i].size) return {i, start};
+    start += chunks[i].size;
+  }
+  return {chunks.size(), start};
+}
+
+}  // namespace dfs::core

@@ -1,0 +1,44 @@
+// Manifest: what a stored file is made of — its size and the ordered list of
+// (chunk id, plaintext length) pairs. Encoded in a versioned binary format
+// (docs/format.md, "manifest") with a CRC32C trailer; Decode validates every
+// field before trusting it. A value type; thread-compatible.
+//
+// Size: 36 bytes per chunk (about 36 bytes per MiB of file with the default
+// chunker), so a manifest is held in memory whole; see docs/architecture.md.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/chunk_id.h"
+#include "core/status.h"
+
+namespace dfs::core {
+
+struct ChunkRef {
+  ChunkId id;
+  std::uint32_t size = 0;  // plaintext bytes
+  bool operator==(const ChunkRef&) const = default;
+};
+
+struct Manifest {
+  static constexpr std::uint8_t kVersion = 1;
+  static constexpr std::uint32_t kMaxChunkSize = 64u << 20;  // sanity bound on a decoded entry
+
+  std::uint64_t size = 0;  // sum of chunk sizes
+  std::vector<ChunkRef> chunks;
+
+  Bytes Encode() const;
+  // Errors: kCorrupt (bad magic, truncated, checksum, sizes that do not add
+  // up), kInvalidArgument (unknown version).
+  static Result<Manifest> Decode(ByteSpan data);
+
+  // Index of the chunk holding byte `offset` and that chunk's start offset;
+  // chunks.size() if offset >= size.
+  std::pair<std::size_t, std::uint64_t> Locate(std::uint64_t offset) const;
+
+  bool operator==(const Manifest&) const = default;
+};
+
+}  // namespace dfs::core

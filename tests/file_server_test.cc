@@ -1,0 +1,288 @@
+#include "core/file_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "core/disk_chunk_store.h"
+#include "core/memory_chunk_store.h"
+#include "tests/test_util.h"
+
+namespace dfs::core {
+namespace {
+
+VolumeKey TestKey(std::uint8_t fill = 7) {
+  Bytes b(VolumeKey::kSize, fill);
+  return *VolumeKey::FromBytes(b);
+}
+
+// Small chunks so that tests exercise many of them quickly.
+FileServerOptions SmallChunks() {
+  FileServerOptions o;
+  o.chunker = {64 * 1024, 128 * 1024, 512 * 1024};
+  o.lock_timeout = std::chrono::milliseconds(200);
+  return o;
+}
+
+// A reader that fails after `limit` bytes.
+class FailingReader final : public Reader {
+ public:
+  FailingReader(ByteSpan data, std::size_t limit) : inner_(data), limit_(limit) {}
+  Result<std::size_t> Read(MutableByteSpan buf) override {
+    if (pos_ >= limit_) return Status::Io("simulated read failure");
+    auto n = inner_.Read(buf.first(std::min(buf.size(), limit_ - pos_)));
+    if (n.ok()) pos_ += *n;
+    return n;
+  }
+
+ private:
+  MemoryReader inner_;
+  std::size_t limit_;
+  std::size_t pos_ = 0;
+};
+
+class FileServerTest : public ::testing::Test {
+ protected:
+  void Open(const VolumeKey& key = TestKey()) {
+    auto fs = FileServer::Open(dir_.path(), key, SmallChunks());
+    ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+    fs_ = std::move(fs).value();
+  }
+  void SetUp() override { Open(); }
+
+  Status Put(std::string_view key, ByteSpan data) {
+    MemoryReader r(data);
+    return fs_->Store(key, r);
+  }
+  Result<Bytes> Read(std::string_view key) {
+    MemoryWriter w;
+    DFS_RETURN_IF_ERROR(fs_->Get(key, w));
+    return w.data();
+  }
+  std::uint64_t ChunksHeld() { return fs_->Usage()->chunks; }
+
+  testing::TempDir dir_;
+  std::unique_ptr<FileServer> fs_;
+};
+
+TEST_F(FileServerTest, RoundTripsManySizes) {
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{65535},
+                           std::size_t{3 << 20}, std::size_t{(5 << 20) + 17}}) {
+    Bytes data = testing::RandomBytes(size, size);
+    std::string key = fmt::format("f/{}", size);
+    ASSERT_TRUE(Put(key, data).ok());
+    auto back = Read(key);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_TRUE(*back == data) << "size " << size;
+    auto info = fs_->Stat(key);
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->size, size);
+    EXPECT_EQ(info->stored_bytes, size + info->chunks * VolumeCrypto::kOverhead);
+  }
+}
+
+TEST_F(FileServerTest, HasDeleteAndList) {
+  ASSERT_TRUE(Put("a/1", AsBytes("one")).ok());
+  ASSERT_TRUE(Put("a/2", AsBytes("two")).ok());
+  ASSERT_TRUE(Put("b", AsBytes("three")).ok());
+  EXPECT_TRUE(*fs_->Has("a/1"));
+  EXPECT_FALSE(*fs_->Has("zzz"));
+  std::vector<std::string> keys;
+  ASSERT_TRUE(fs_->List("a/", [&](const FileInfo& f) {
+                    keys.push_back(f.key);
+                    return true;
+                  }).ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a/1", "a/2"}));
+  ASSERT_TRUE(fs_->Delete("a/1").ok());
+  EXPECT_FALSE(*fs_->Has("a/1"));
+  EXPECT_EQ(fs_->Delete("a/1").code(), ErrorCode::kNotFound);
+  EXPECT_EQ(Read("a/1").status().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(FileServerTest, ChunksAreSharedAndFreedWhenUnreferenced) {
+  Bytes data = testing::RandomBytes(2 << 20, 1);
+  ASSERT_TRUE(Put("x", data).ok());
+  std::uint64_t held = ChunksHeld();
+  ASSERT_GT(held, 3u);
+  ASSERT_TRUE(Put("y", data).ok());
+  EXPECT_EQ(ChunksHeld(), held) << "identical content must deduplicate";
+  ASSERT_TRUE(fs_->Delete("x").ok());
+  EXPECT_EQ(ChunksHeld(), held);
+  ASSERT_TRUE(Read("y").ok());
+  // Overwriting y with other bytes frees all of its old chunks.
+  ASSERT_TRUE(Put("y", AsBytes("small")).ok());
+  EXPECT_EQ(ChunksHeld(), 1u);
+  ASSERT_TRUE(fs_->Delete("y").ok());
+  EXPECT_EQ(ChunksHeld(), 0u);
+  EXPECT_EQ(fs_->Usage()->bytes, 0u);
+}
+
+TEST_F(FileServerTest, ReadAtMatchesSlices) {
+  Bytes data = testing::RandomBytes(3 << 20, 2);
+  ASSERT_TRUE(Put("r", data).ok());
+  std::uint64_t x = 99;
+  for (int i = 0; i < 50; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    std::uint64_t off = (x >> 20) % (data.size() + 10);
+    std::size_t len = (x >> 7) % 300000;
+    Bytes buf(len);
+    auto n = fs_->ReadAt("r", off, buf);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    std::size_t want = off >= data.size() ? 0 : std::min<std::uint64_t>(len, data.size() - off);
+    ASSERT_EQ(*n, want);
+    EXPECT_TRUE(std::equal(buf.begin(), buf.begin() + static_cast<long>(want),
+                           data.begin() + static_cast<long>(std::min<std::uint64_t>(off, data.size()))));
+  }
+}
+
+TEST_F(FileServerTest, CorruptOrMissingChunkIsAnErrorNeverWrongBytes) {
+  Bytes data = testing::RandomBytes(2 << 20, 3);
+  ASSERT_TRUE(Put("c", data).ok());
+  // Damage the third chunk file on disk.
+  std::vector<std::filesystem::path> files;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir_ / "chunks")) {
+    if (e.is_regular_file() && e.path().parent_path().filename() != "tmp") files.push_back(e.path());
+  }
+  ASSERT_GT(files.size(), 3u);
+  {
+    std::fstream f(files[2], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(100);
+    c ^= 0x40;
+    f.write(&c, 1);
+  }
+  MemoryWriter w;
+  Status s = fs_->Get("c", w);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), ErrorCode::kCorrupt) << s.ToString();
+  EXPECT_NE(s.message().find(files[2].filename().string()), std::string::npos) << s.ToString();
+  // What was written before the failure is an exact prefix of the data.
+  ASSERT_LE(w.data().size(), data.size());
+  EXPECT_TRUE(std::equal(w.data().begin(), w.data().end(), data.begin()));
+
+  std::filesystem::remove(files[2]);
+  MemoryWriter w2;
+  s = fs_->Get("c", w2);
+  EXPECT_EQ(s.code(), ErrorCode::kCorrupt);
+  EXPECT_NE(s.message().find("missing"), std::string::npos) << s.ToString();
+}
+
+TEST_F(FileServerTest, WrongKeyIsReportedAsWrongKey) {
+  ASSERT_TRUE(Put("k", AsBytes("secret")).ok());
+  fs_.reset();
+  auto other = FileServer::Open(dir_.path(), TestKey(8), SmallChunks());
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), ErrorCode::kWrongKey) << other.status().ToString();
+}
+
+TEST_F(FileServerTest, SecondOpenOfTheSameDirectoryIsRefused) {
+  auto again = FileServer::Open(dir_.path(), TestKey(), SmallChunks());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), ErrorCode::kUnavailable) << again.status().ToString();
+}
+
+TEST_F(FileServerTest, HostileKeysAreRefused) {
+  for (std::string k : {std::string(""), std::string("../x"), std::string(10 * 1024, 'k'),
+                        std::string("a\0b", 3)}) {
+    EXPECT_EQ(Put(k, AsBytes("x")).code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(Read(k).status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(fs_->Delete(k).code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(fs_->Has(k).status().code(), ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST_F(FileServerTest, NoPlaintextInTheDataDirectory) {
+  std::string marker = "PLAINTEXT-MARKER-0123456789-dfs-must-never-store-this-in-clear";
+  std::string content;
+  while (content.size() < (1 << 20)) content += marker;
+  ASSERT_TRUE(Put("plain.txt", AsBytes(content)).ok());
+  fs_.reset();
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream f(e.path(), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), {});
+    EXPECT_EQ(bytes.find(marker.substr(0, 24)), std::string::npos) << e.path();
+  }
+}
+
+TEST_F(FileServerTest, FailedStoreKeepsOldContentAndLeavesNoChunks) {
+  ASSERT_TRUE(Put("f", AsBytes("old content")).ok());
+  std::uint64_t before = ChunksHeld();
+  Bytes data = testing::RandomBytes(4 << 20, 4);
+  FailingReader reader(data, 3 << 20);
+  Status s = fs_->Store("f", reader);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("simulated read failure"), std::string::npos);
+  auto back = Read("f");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(AsString(*back), "old content");
+  EXPECT_EQ(ChunksHeld(), before);
+}
+
+TEST_F(FileServerTest, UncleanShutdownSweepsOrphanChunks) {
+  ASSERT_TRUE(Put("keep", AsBytes("kept bytes")).ok());
+  fs_.reset();
+  {  // What a kill -9 mid-Store leaves: a chunk with no reference, unclean flag.
+    auto store = DiskChunkStore::Open(dir_ / "chunks");
+    ASSERT_TRUE(store.ok());
+    std::array<std::uint8_t, 32> raw;
+    raw.fill(0x5a);
+    ASSERT_TRUE((*store)->Put(ChunkId(raw), AsBytes("orphan")).ok());
+    auto index = Index::Open(dir_ / "index.db");
+    ASSERT_TRUE(index.ok());
+    ASSERT_TRUE((*index)->SetMeta("clean_shutdown", AsBytes("0")).ok());
+  }
+  Open();
+  EXPECT_EQ(ChunksHeld(), 1u);
+  auto back = Read("keep");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(AsString(*back), "kept bytes");
+}
+
+TEST_F(FileServerTest, ConcurrentStoresAndGets) {
+  Bytes shared = testing::RandomBytes(1 << 20, 5);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        Bytes own = testing::RandomBytes(300000, static_cast<std::uint64_t>(100 * t + i));
+        std::string k = fmt::format("t{}/{}", t, i);
+        if (!Put(k, own).ok() || !Put(k + ".shared", shared).ok()) ++failures;
+        auto back = Read(k);
+        if (!back.ok() || *back != own) ++failures;
+        if (i % 2 == 0 && !fs_->Delete(k + ".shared").ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto back = Read("t3/4.shared");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == shared);
+}
+
+TEST(FileServerMemoryTest, WorksOverAMemoryStore) {
+  testing::TempDir dir;
+  auto index = Index::Open(dir / "index.db");
+  ASSERT_TRUE(index.ok());
+  auto fs = FileServer::Create(std::make_unique<MemoryChunkStore>(), std::move(index).value(),
+                               TestKey(), SmallChunks());
+  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+  Bytes data = testing::RandomBytes(1 << 20, 6);
+  MemoryReader r(data);
+  ASSERT_TRUE((*fs)->Store("m", r).ok());
+  MemoryWriter w;
+  ASSERT_TRUE((*fs)->Get("m", w).ok());
+  EXPECT_TRUE(w.data() == data);
+}
+
+}  // namespace
+}  // namespace dfs::core
