@@ -319,21 +319,23 @@ Result<FileRecord> FileServer::LookupExisting(std::string_view key) {
 
 Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* sealed, Bytes* out) {
   const ChunkRef& ref = rec.manifest.chunks[i];
+  // Store and crypto errors name the chunk id; this adds the file and place.
   auto where = [&] {
-    return fmt::format("chunk {} ({} of {} of '{}')", ref.id.ToHex(), i + 1,
-                       rec.manifest.chunks.size(), rec.key);
+    return fmt::format("'{}' chunk {} of {}", rec.key, i + 1, rec.manifest.chunks.size());
   };
   Status s = store_->Get(ref.id, sealed);
   if (s.code() == ErrorCode::kNotFound) {
-    return Status::Corrupt(fmt::format("{} is missing from the chunk store", where()));
+    return Status::Corrupt(
+        fmt::format("{}: chunk {} is missing from the chunk store", where(), ref.id.ToHex()));
   }
   if (!s.ok()) return s.WithContext(where());
   s = crypto_.Unseal(ref.id, *sealed, out);
   if (!s.ok()) return s.WithContext(where());
   if (out->size() != ref.size) {
+    std::size_t got = out->size();
     out->clear();
-    return Status::Corrupt(fmt::format("{} holds {} bytes, the manifest says {}", where(),
-                                       out->size(), ref.size));
+    return Status::Corrupt(fmt::format("{}: chunk {} holds {} bytes, the manifest says {}",
+                                       where(), ref.id.ToHex(), got, ref.size));
   }
   return Status::Ok();
 }

@@ -1,11 +1,13 @@
 // End-to-end tests of the `dfs` program: real processes, real files.
 #include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <algorithm>
 #include <fstream>
@@ -76,6 +78,7 @@ TEST_F(CliTest, PutGetLsStatHasRm) {
   MakeFile(in, (3 << 20) + 5, 1);
   RunResult r = Dfs({"put", "docs/in.bin", in.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "") << "no progress output when stderr is not a terminal";
   r = Dfs({"get", "docs/in.bin", out.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(SameFiles(in, out));
@@ -182,7 +185,7 @@ TEST_F(CliTest, CorruptTruncatedOrMissingChunkFailsGet) {
     EXPECT_EQ(piped.exit_code, 1);
     core::Bytes want = testing::ReadFile(in);
     ASSERT_LE(piped.out.size(), want.size());
-    EXPECT_TRUE(std::equal(piped.out.begin(), piped.out.end(), want.begin()))
+    EXPECT_EQ(std::memcmp(piped.out.data(), want.data(), piped.out.size()), 0)
         << what << ": bytes written before the error must be correct";
   };
   {  // flipped byte
@@ -289,6 +292,34 @@ TEST_F(CliTest, FullDiskIsReportedAndLosesNothing) {
   ASSERT_EQ(Dfs({"get", "first", out.string()}).exit_code, 0);
   EXPECT_TRUE(SameFiles(first, out));
   EXPECT_EQ(TmpFiles(), 0u);
+}
+
+TEST_F(CliTest, ProgressIsShownOnATerminal) {
+  fs::path in = dir_ / "in.bin";
+  MakeFile(in, 32 << 20, 9);
+  int master = -1;
+  pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string bin = testing::BinPath("dfs");
+    ::execl(bin.c_str(), bin.c_str(), "--data", data_.c_str(), "--key", key_.c_str(), "put", "p",
+            in.c_str(), nullptr);
+    ::_exit(127);
+  }
+  std::string seen;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(master, buf, sizeof(buf));
+    if (n <= 0) break;  // EIO once the child has exited
+    seen.append(buf, static_cast<std::size_t>(n));
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(master);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << seen;
+  EXPECT_NE(seen.find("put p"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("100%"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("32.0 MiB"), std::string::npos) << seen;
 }
 
 TEST_F(CliTest, EveryCommandHasHelp) {

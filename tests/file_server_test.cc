@@ -7,6 +7,7 @@
 #include <iterator>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "core/disk_chunk_store.h"
@@ -264,7 +265,7 @@ TEST_F(FileServerTest, ConcurrentStoresAndGets) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
-  auto back = Read("t3/4.shared");
+  auto back = Read("t3/3.shared");
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_TRUE(*back == shared);
 }
