@@ -1,0 +1,165 @@
+#include "core/chunker.h"
+
+#include <algorithm>
+#include <set>
+#include <string>
+
+#include <cryptopp/sha.h>
+#include <gtest/gtest.h>
+
+#include "tests/test_util.h"
+
+namespace dfs::core {
+namespace {
+
+std::vector<std::size_t> Boundaries(const Chunker& c, ByteSpan data) {
+  std::vector<std::size_t> sizes;
+  while (!data.empty()) {
+    std::size_t n = c.NextChunkSize(data);
+    sizes.push_back(n);
+    data = data.subspan(n);
+  }
+  return sizes;
+}
+
+std::string Digest(ByteSpan b) {
+  std::uint8_t d[32];
+  CryptoPP::SHA256().CalculateDigest(d, b.data(), b.size());
+  return std::string(reinterpret_cast<char*>(d), 32);
+}
+
+std::vector<std::string> ChunkDigests(const Chunker& c, ByteSpan data) {
+  std::vector<std::string> out;
+  for (std::size_t n : Boundaries(c, data)) {
+    out.push_back(Digest(data.first(n)));
+    data = data.subspan(n);
+  }
+  return out;
+}
+
+// Returns short reads of 1..7 bytes.
+class TrickleReader final : public Reader {
+ public:
+  explicit TrickleReader(ByteSpan data) : data_(data) {}
+  Result<std::size_t> Read(MutableByteSpan buf) override {
+    std::size_t n = std::min({buf.size(), data_.size() - pos_, std::size_t{1} + pos_ % 7});
+    std::copy_n(data_.begin() + static_cast<long>(pos_), n, buf.begin());
+    pos_ += n;
+    return n;
+  }
+
+ private:
+  ByteSpan data_;
+  std::size_t pos_ = 0;
+};
+
+class FailAfter final : public Reader {
+ public:
+  Result<std::size_t> Read(MutableByteSpan buf) override {
+    if (served_ > 100000) return Status::Io("disk on fire");
+    std::fill(buf.begin(), buf.end(), 7);
+    served_ += buf.size();
+    return buf.size();
+  }
+
+ private:
+  std::size_t served_ = 0;
+};
+
+const Bytes& Data64M() {
+  static const Bytes data = testing::RandomBytes(64 << 20, 42);
+  return data;
+}
+
+TEST(ChunkerTest, SizesAreBoundedAndSumToTheInput) {
+  Chunker c(1);
+  auto sizes = Boundaries(c, Data64M());
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    total += sizes[i];
+    EXPECT_LE(sizes[i], c.params().max_size);
+    if (i + 1 < sizes.size()) {
+      EXPECT_GE(sizes[i], c.params().min_size);
+    }
+  }
+  EXPECT_EQ(total, Data64M().size());
+  double mean = static_cast<double>(total) / static_cast<double>(sizes.size());
+  EXPECT_GT(mean, 0.75 * (1 << 20)) << sizes.size() << " chunks";
+  EXPECT_LT(mean, 1.35 * (1 << 20)) << sizes.size() << " chunks";
+}
+
+TEST(ChunkerTest, DeterministicPerSeed) {
+  ByteSpan data(Data64M().data(), 16 << 20);
+  EXPECT_EQ(Boundaries(Chunker(5), data), Boundaries(Chunker(5), data));
+  EXPECT_NE(Boundaries(Chunker(5), data), Boundaries(Chunker(6), data));
+}
+
+TEST(ChunkerTest, OneInsertedByteChangesAlmostNoChunk) {
+  Chunker c(9);
+  const Bytes& original = Data64M();
+  Bytes modified = original;
+  modified.insert(modified.begin() + 1000, 0x5a);
+  auto before = ChunkDigests(c, original);
+  auto after = ChunkDigests(c, modified);
+  std::set<std::string> now(after.begin(), after.end());
+  std::size_t kept = 0;
+  for (const auto& d : before) kept += now.count(d);
+  EXPECT_GE(kept + 3, before.size()) << kept << " of " << before.size() << " chunks kept";
+  EXPECT_GT(before.size(), 40u);
+}
+
+TEST(ChunkerTest, StreamMatchesWholeBufferEvenWithTinyReads) {
+  Chunker c(3, {4096, 16384, 65536});
+  Bytes data = testing::RandomBytes(1 << 20, 3);
+  auto want = Boundaries(c, data);
+  TrickleReader reader(data);
+  ChunkStream stream(c, reader);
+  std::vector<std::size_t> got;
+  Bytes joined;
+  for (;;) {
+    auto next = stream.Next();
+    ASSERT_TRUE(next.ok());
+    if (!next->has_value()) break;
+    got.push_back((*next)->size());
+    joined.insert(joined.end(), (*next)->begin(), (*next)->end());
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(joined, data);
+  EXPECT_EQ(stream.bytes_read(), data.size());
+}
+
+TEST(ChunkerTest, EmptyAndTinyInputs) {
+  Chunker c(1);
+  MemoryReader empty(ByteSpan{});
+  ChunkStream s1(c, empty);
+  auto n = s1.Next();
+  ASSERT_TRUE(n.ok());
+  EXPECT_FALSE(n->has_value());
+
+  Bytes one{42};
+  MemoryReader r(one);
+  ChunkStream s2(c, r);
+  auto first = s2.Next();
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_EQ((*first)->size(), 1u);
+  EXPECT_FALSE(s2.Next()->has_value());
+}
+
+TEST(ChunkerTest, ReaderErrorsPropagate) {
+  Chunker c(1);
+  FailAfter reader;
+  ChunkStream s(c, reader);
+  Result<std::optional<ByteSpan>> r = s.Next();
+  while (r.ok() && r->has_value()) r = s.Next();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "disk on fire");
+}
+
+TEST(ChunkerTest, InvalidParamsAreRefused) {
+  EXPECT_THROW(Chunker(1, ChunkerParams{1024, 1000, 4096}), std::invalid_argument);
+  EXPECT_THROW(Chunker(1, ChunkerParams{8192, 4096, 16384}), std::invalid_argument);
+  EXPECT_THROW(Chunker(1, ChunkerParams{1024, 4096, 2048}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dfs::core
