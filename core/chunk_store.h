@@ -28,8 +28,9 @@ class ChunkStore {
   virtual ~ChunkStore() = default;
 
   // Stores `data` under `id`. Idempotent: putting an id that is already held
-  // succeeds without rewriting it. When Put returns, the chunk's bytes are
-  // durable; the directory entry is durable after the next Sync().
+  // succeeds without rewriting it. When Put returns the chunk is complete and
+  // visible to Get; it is durable (bytes and directory entry) after the next
+  // Sync(), which callers issue before committing anything that names it.
   // Errors: kNoSpace, kIo, kPermission.
   virtual Status Put(const ChunkId& id, ByteSpan data) = 0;
 
@@ -52,8 +53,8 @@ class ChunkStore {
   // Totals over everything held.
   virtual Result<StoreUsage> Usage() = 0;
 
-  // Makes every Put and Remove so far durable (for disk: fsyncs the
-  // directories they touched, batched).
+  // Makes every Put and Remove so far durable (for disk: fsyncs the chunk
+  // files and the directories they touched, batched).
   virtual Status Sync() = 0;
 };
 

@@ -4,9 +4,13 @@
 // Each file is a versioned record (docs/format.md, "chunk file"): a header
 // with magic, version, payload length and a CRC32C of the payload, then the
 // payload. Get verifies all of it. Writes are atomic: a temporary file in
-// ROOT/tmp, written, fsynced, renamed into place; directory fsyncs are
-// batched until Sync(). Open() removes leftover temporary files, so a
-// partial chunk is never visible.
+// ROOT/tmp, written (writeback started at once), renamed into place. Fsyncs
+// are batched into Sync(): the chunk files written since the last Sync (one
+// syncfs() when there are many) and then their directories. Open() removes
+// leftover temporary files, so a partial chunk is never visible after a
+// process crash; after a power loss, a chunk renamed but not yet synced may
+// be damaged, which Get reports as kCorrupt and which no committed manifest
+// can name (manifests commit only after Sync).
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once

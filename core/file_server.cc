@@ -75,6 +75,7 @@ struct Job {
   Bytes sealed;
   ChunkRef ref;
   bool newly_written = false;
+  bool pinned = false;
 
   void Finish(Status s) {
     std::lock_guard lock(mu);
@@ -90,6 +91,7 @@ struct Job {
     done = false;
     status = Status::Ok();
     newly_written = false;
+    pinned = false;
   }
 };
 
@@ -233,6 +235,7 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
 
   auto collect = [&](Job& job) {
     job.Wait();
+    if (job.pinned) pinned.push_back(job.ref.id);
     if (!job.status.ok()) {
       if (failed.ok()) failed = job.status;
       return;
@@ -269,10 +272,12 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
     ByteSpan chunk = **next;
     job->plain.assign(chunk.begin(), chunk.end());
     job->ref.size = static_cast<std::uint32_t>(chunk.size());
-    job->ref.id = crypto_.ComputeId(job->plain);  // cheap beside sealing; keeps pin order simple
-    Pin(job->ref.id);
-    pinned.push_back(job->ref.id);
     pool_.Submit([this, job] {
+      // Pin before looking: a concurrent delete then cannot remove the chunk
+      // between our Has() and the commit that references it.
+      job->ref.id = crypto_.ComputeId(job->plain);
+      Pin(job->ref.id);
+      job->pinned = true;
       Result<bool> has = store_->Has(job->ref.id);
       if (!has.ok()) return job->Finish(has.status());
       if (*has) return job->Finish(Status::Ok());
