@@ -34,10 +34,19 @@ class ChunkStore {
   // Errors: kNoSpace, kIo, kPermission.
   virtual Status Put(const ChunkId& id, ByteSpan data) = 0;
 
+  // How much of a chunk Get checks. Every read checks the record's framing
+  // (length, header); kChecksum also checks the payload checksum. A reader
+  // that authenticates the payload itself (the FileServer opens every chunk
+  // with AES-GCM, a far stronger check) passes kCallerAuthenticates and
+  // saves a pass over the bytes.
+  enum class ReadCheck { kChecksum, kCallerAuthenticates };
+
   // Reads the chunk into `*out` (resized; its capacity is reused) and checks
   // its integrity. Errors: kNotFound (missing), kCorrupt (flipped, truncated,
   // or a header that does not match; the message names the chunk), kIo.
-  virtual Status Get(const ChunkId& id, Bytes* out) = 0;
+  // On error `*out` is empty.
+  virtual Status Get(const ChunkId& id, Bytes* out, ReadCheck check) = 0;
+  Status Get(const ChunkId& id, Bytes* out) { return Get(id, out, ReadCheck::kChecksum); }
 
   // Whether the chunk is held (no integrity check).
   virtual Result<bool> Has(const ChunkId& id) = 0;

@@ -195,7 +195,7 @@ class DiskChunkStore::Impl {
     return Status::Ok();
   }
 
-  Status Get(const ChunkId& id, Bytes* out) {
+  Status Get(const ChunkId& id, Bytes* out, ReadCheck check) {
     out->clear();
     fs::path path = PathFor(id);
     Fd f;
@@ -227,7 +227,7 @@ class DiskChunkStore::Impl {
       out->clear();
       return s;
     }
-    if (GetLe(header + 16, 4) != Crc32c(out->data(), out->size())) {
+    if (check == ReadCheck::kChecksum && GetLe(header + 16, 4) != Crc32c(out->data(), out->size())) {
       return corrupt("payload checksum mismatch");
     }
     return Status::Ok();
@@ -394,7 +394,9 @@ DiskChunkStore::DiskChunkStore(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 DiskChunkStore::~DiskChunkStore() = default;
 
 Status DiskChunkStore::Put(const ChunkId& id, ByteSpan data) { return impl_->Put(id, data); }
-Status DiskChunkStore::Get(const ChunkId& id, Bytes* out) { return impl_->Get(id, out); }
+Status DiskChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
+  return impl_->Get(id, out, check);
+}
 Result<bool> DiskChunkStore::Has(const ChunkId& id) { return impl_->Has(id); }
 Status DiskChunkStore::Remove(const ChunkId& id) { return impl_->Remove(id); }
 Status DiskChunkStore::ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) {

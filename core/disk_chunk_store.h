@@ -29,7 +29,8 @@ class DiskChunkStore final : public ChunkStore {
   ~DiskChunkStore() override;
 
   Status Put(const ChunkId& id, ByteSpan data) override;
-  Status Get(const ChunkId& id, Bytes* out) override;
+  using ChunkStore::Get;
+  Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
   Result<bool> Has(const ChunkId& id) override;
   Status Remove(const ChunkId& id) override;
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override;

@@ -37,7 +37,7 @@ Status MemoryChunkStore::Put(const ChunkId& id, ByteSpan data) {
   return Status::Ok();
 }
 
-Status MemoryChunkStore::Get(const ChunkId& id, Bytes* out) {
+Status MemoryChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck) {
   std::lock_guard lock(mu_);
   auto it = chunks_.find(id);
   if (it == chunks_.end()) return Status::NotFound(fmt::format("chunk {} not found", id.ToHex()));

@@ -93,6 +93,19 @@ TEST_F(DiskChunkStoreTest, DamagedFilesAreCorruptNeverWrongBytes) {
   }
 }
 
+TEST_F(DiskChunkStoreTest, CallerAuthenticatedReadsStillCheckFraming) {
+  Bytes data = testing::RandomBytes(50000, 3);
+  ChunkId id = IdOf(40);
+  ASSERT_TRUE(store_->Put(id, data).ok());
+  Bytes out;
+  ASSERT_TRUE(store_->Get(id, &out, ChunkStore::ReadCheck::kCallerAuthenticates).ok());
+  EXPECT_EQ(out, data);
+  fs::resize_file(store_->PathFor(id), 1000);
+  EXPECT_EQ(store_->Get(id, &out, ChunkStore::ReadCheck::kCallerAuthenticates).code(),
+            ErrorCode::kCorrupt);
+  EXPECT_TRUE(out.empty());
+}
+
 TEST_F(DiskChunkStoreTest, LeftoverTempFilesAreRemovedOnOpen) {
   std::ofstream(dir_ / "chunks" / "tmp" / "partial.123.0") << "half a chunk";
   Reopen();
