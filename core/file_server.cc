@@ -101,9 +101,13 @@ Result<std::unique_ptr<FileServer>> FileServer::Open(const std::filesystem::path
                                                      const VolumeKey& key,
                                                      FileServerOptions options) {
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return ErrnoStatus(ec.value(), "create data directory " + dir.string());
-  ::chmod(dir.c_str(), 0700);
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return ErrnoStatus(ec.value(), "create data directory " + dir.string());
+    ::chmod(dir.c_str(), 0700);  // only a directory we made: never chmod the user's own
+  } else if (!std::filesystem::is_directory(dir, ec)) {
+    return Status::InvalidArgument(dir.string() + " is not a directory");
+  }
   DFS_ASSIGN_OR_RETURN(std::unique_ptr<DirLock> lock,
                        DirLock::Acquire(dir / "lock", options.lock_timeout));
   DFS_ASSIGN_OR_RETURN(std::unique_ptr<DiskChunkStore> store, DiskChunkStore::Open(dir / "chunks"));

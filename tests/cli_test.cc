@@ -322,6 +322,19 @@ TEST_F(CliTest, ProgressIsShownOnATerminal) {
   EXPECT_NE(seen.find("32.0 MiB"), std::string::npos) << seen;
 }
 
+TEST_F(CliTest, ExistingDataDirectoryKeepsItsMode) {
+  fs::create_directories(data_);
+  fs::permissions(data_, fs::perms(0755));
+  ASSERT_EQ(Dfs({"put", "k", key_}).exit_code, 0);
+  EXPECT_EQ(fs::status(data_).permissions(), fs::perms(0755));
+  fs::remove_all(data_);
+  ASSERT_EQ(Dfs({"put", "k", key_}).exit_code, 0);
+  EXPECT_EQ(fs::status(data_).permissions(), fs::perms(0700)) << "a new data directory is private";
+  RunResult r = testing::Run({testing::BinPath("dfs"), "--data", key_, "--key", key_, "ls"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a directory"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, EveryCommandHasHelp) {
   for (std::string cmd : {"keygen", "put", "get", "rm", "has", "ls", "stat"}) {
     RunResult r = testing::Run({testing::BinPath("dfs"), cmd, "--help"});
