@@ -1,0 +1,127 @@
+// Connection: one authenticated, encrypted TCP connection to a peer.
+//
+// Lifecycle: Start() runs the handshake (dropped if it does not finish within
+// handshake_timeout), then three coroutines: the reader (decode, open,
+// dispatch), the writer (drains a bounded queue: the backpressure), and the
+// heartbeat (a Ping every heartbeat_interval; the peer is dead when nothing
+// has arrived for dead_after). Any error closes the connection once, calls
+// the close handler with the reason, and logs one line naming the peer.
+//
+// Threading: a Connection lives on one io_context thread. Every method must
+// be called on that thread (asserted), except Post(), which any thread may
+// use to send. Handlers run on the io thread and must not block.
+#pragma once
+
+#include <utility>  // before Asio, for GCC 12
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <variant>
+
+#include "net/frame.h"
+#include "net/frame_cipher.h"
+#include "net/handshake.h"
+
+namespace dfs::net {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+struct ConnectionOptions {
+  std::chrono::milliseconds handshake_timeout{5000};
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds dead_after{5000};
+  std::size_t send_queue_limit = 256;  // frames waiting to be written
+};
+
+enum class Role { kInitiator, kResponder };
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  // A frame that is not a heartbeat or a response to our own request.
+  using FrameHandler = std::function<void(Connection&, Frame)>;
+  // Called once, when the connection is established (handshake done).
+  using EstablishedHandler = std::function<void(Connection&)>;
+  // Called once, when the connection closes, with why.
+  using CloseHandler = std::function<void(Connection&, std::error_code)>;
+
+  static std::shared_ptr<Connection> Create(tcp::socket socket, const NetworkKey& key, Role role,
+                                            ConnectionOptions options);
+  ~Connection();
+
+  void OnFrame(FrameHandler h) { on_frame_ = std::move(h); }
+  void OnEstablished(EstablishedHandler h) { on_established_ = std::move(h); }
+  void OnClose(CloseHandler h) { on_close_ = std::move(h); }
+
+  void Start();
+
+  // Queues a frame to send once established. False when the queue is full
+  // (the caller slows down) or the connection is closed.
+  bool Send(Frame frame);
+  // Send from any thread.
+  void Post(Frame frame);
+
+  // Sends a Request and waits for the Response with the same request id, or
+  // the deadline. Returns the response, or an error (timed_out, or why the
+  // connection closed).
+  asio::awaitable<std::variant<Frame, std::error_code>> Request(Frame request,
+                                                                std::chrono::milliseconds deadline);
+
+  void Close(std::error_code why);
+  bool established() const { return established_; }
+  bool closed() const { return closed_; }
+  const std::string& peer() const { return peer_; }
+  std::size_t queued() const { return queue_.size(); }
+
+ private:
+  Connection(tcp::socket socket, const NetworkKey& key, Role role, ConnectionOptions options);
+  void AssertIoThread() const;
+
+  asio::awaitable<void> Run();
+  asio::awaitable<std::error_code> Handshake();
+  asio::awaitable<std::error_code> ReadFrame(Frame* out);
+  asio::awaitable<void> WriteRaw(const Bytes& bytes);
+  asio::awaitable<void> Reader();
+  asio::awaitable<void> Writer();
+  asio::awaitable<void> Heartbeat();
+  void Dispatch(Frame frame);
+
+  struct Pending {
+    explicit Pending(asio::any_io_executor ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::optional<std::variant<Frame, std::error_code>> result;
+  };
+
+  tcp::socket socket_;
+  NetworkKey key_;
+  Role role_;
+  ConnectionOptions options_;
+  std::string peer_;
+  FrameDecoder decoder_;
+  Bytes read_buf_;
+  ByteSpan unread_;
+  std::optional<FrameSealer> sealer_;
+  std::optional<FrameOpener> opener_;
+  std::deque<Frame> queue_;
+  asio::steady_timer wake_writer_;
+  asio::steady_timer handshake_timer_;
+  std::chrono::steady_clock::time_point last_heard_;
+  std::uint64_t next_request_id_ = 1;
+  std::map<std::uint64_t, std::shared_ptr<Pending>> pending_;
+  bool established_ = false;
+  bool closed_ = false;
+  FrameHandler on_frame_;
+  EstablishedHandler on_established_;
+  CloseHandler on_close_;
+};
+
+}  // namespace dfs::net
