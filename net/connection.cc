@@ -90,7 +90,7 @@ asio::awaitable<void> Connection::Run() {
   established_ = true;
   decoder_.set_handshake_only(false);
   last_heard_ = std::chrono::steady_clock::now();
-  if (on_established_) on_established_(*this);
+  for (auto& h : on_established_) h(*this);
   asio::co_spawn(socket_.get_executor(), Writer(), CloseOnError(self));
   asio::co_spawn(socket_.get_executor(), Heartbeat(), CloseOnError(self));
   co_await Reader();
@@ -282,7 +282,7 @@ void Connection::Close(std::error_code why) {
     p->timer.cancel();
   }
   queue_.clear();
-  if (on_close_) on_close_(*this, why);
+  for (auto& h : on_close_) h(*this, why);
 }
 
 }  // namespace dfs::net

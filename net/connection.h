@@ -26,6 +26,7 @@
 #include <string>
 #include <system_error>
 #include <variant>
+#include <vector>
 
 #include "net/frame.h"
 #include "net/frame_cipher.h"
@@ -58,9 +59,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                             ConnectionOptions options);
   ~Connection();
 
+  // One frame handler; established and close handlers accumulate (a Dialer
+  // and the layer above can both watch one connection).
   void OnFrame(FrameHandler h) { on_frame_ = std::move(h); }
-  void OnEstablished(EstablishedHandler h) { on_established_ = std::move(h); }
-  void OnClose(CloseHandler h) { on_close_ = std::move(h); }
+  void OnEstablished(EstablishedHandler h) { on_established_.push_back(std::move(h)); }
+  void OnClose(CloseHandler h) { on_close_.push_back(std::move(h)); }
 
   void Start();
 
@@ -120,8 +123,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool established_ = false;
   bool closed_ = false;
   FrameHandler on_frame_;
-  EstablishedHandler on_established_;
-  CloseHandler on_close_;
+  std::vector<EstablishedHandler> on_established_;
+  std::vector<CloseHandler> on_close_;
 };
 
 }  // namespace dfs::net
