@@ -21,6 +21,7 @@ std::optional<std::uint32_t> MaxPayload(std::uint8_t type) {
     case FrameType::kStreamCredit: return 64 + kTag;
     case FrameType::kStreamClose:
     case FrameType::kStreamCancel: return (4u << 10) + kTag;
+    case FrameType::kGossip: return (64u << 10) + kTag;
   }
   return std::nullopt;
 }

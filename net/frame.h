@@ -43,6 +43,7 @@ enum class FrameType : std::uint8_t {
   kStreamCredit = 50,
   kStreamClose = 51,
   kStreamCancel = 52,
+  kGossip = 64,        // one-way membership messages (announce, peer lists)
 };
 
 inline constexpr std::uint8_t kProtocolVersion = 1;
