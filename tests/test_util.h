@@ -44,6 +44,12 @@ struct RunResult {
 // when empty), captures stdout and stderr, and reports peak RSS.
 RunResult Run(const std::vector<std::string>& argv, const std::string& stdin_path = "");
 
+// Starts `argv` in the background with stdout and stderr to `log_path`;
+// returns its pid. The caller stops it with Stop().
+int Spawn(const std::vector<std::string>& argv, const std::string& log_path);
+// Sends `sig` and waits; returns the exit status (or 128 + signal).
+int Stop(int pid, int sig);
+
 // Path of a program built into build/bin.
 std::string BinPath(const std::string& name);
 

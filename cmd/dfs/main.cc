@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cmd/dfs/control_client.h"
 #include "cmd/dfs/paths.h"
 #include "cmd/dfs/progress.h"
 #include "core/file_server.h"
@@ -200,6 +201,48 @@ int CmdStat(const Globals& g, const std::string& key, bool json) {
   return 0;
 }
 
+std::filesystem::path DataDir(const Globals& g) {
+  return g.data_dir.empty() ? DefaultDataDir() : std::filesystem::path(g.data_dir);
+}
+
+void PrintPeers(const nlohmann::json& peers) {
+  if (peers.empty()) {
+    fmt::print("no peers\n");
+    return;
+  }
+  fmt::print("{:<24} {:<6} {:<22} {}\n", "ADDRESS", "ALIVE", "LAST SEEN", "NODE");
+  for (const auto& p : peers) {
+    fmt::print("{:<24} {:<6} {:<22} {}\n", p.value("address", ""),
+               p.value("alive", false) ? "yes" : "no", p.value("last_seen", ""),
+               p.value("id", "").substr(0, 16));
+  }
+}
+
+int CmdNode(const Globals& g, const std::string& what, bool json) {
+  Result<std::string> answer = AskNode(DataDir(g), what);
+  if (!answer.ok()) return Fail(answer.status());
+  if (json) {
+    fmt::print("{}", *answer);
+    return 0;
+  }
+  nlohmann::json j = nlohmann::json::parse(*answer, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Fail(Status::Io("the node sent a malformed answer"));
+  if (what == "peers") {
+    PrintPeers(j);
+    return 0;
+  }
+  fmt::print("node:     {}\nlisten:   {}\ndata:     {}\nkeyless:  {}\nreplicas: {}\n",
+             j.value("node", ""), j.value("listen", ""), j.value("data", ""),
+             j.value("keyless", false) ? "yes" : "no", j.value("replicas", 0));
+  if (j.contains("chunks")) {
+    fmt::print("held:     {} chunks, {}\n", j["chunks"].get<std::uint64_t>(),
+               HumanBytes(j["bytes"].get<std::uint64_t>()));
+  }
+  fmt::print("\n");
+  PrintPeers(j["peers"]);
+  return 0;
+}
+
 }  // namespace
 }  // namespace dfs::cli
 
@@ -240,6 +283,11 @@ int main(int argc, char** argv) {
   stat->add_option("KEY", key, "the stored name")->required();
   stat->add_flag("--json", json, "print a JSON object");
 
+  auto* status = app.add_subcommand("status", "ask the running dfsd on --data about itself and its peers");
+  status->add_flag("--json", json, "print JSON");
+  auto* peers = app.add_subcommand("peers", "the running dfsd's peers: address, alive, last seen");
+  peers->add_flag("--json", json, "print a JSON array");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*keygen) return CmdKeygen(file);
@@ -249,5 +297,7 @@ int main(int argc, char** argv) {
   if (*has) return CmdHas(g, key);
   if (*ls) return CmdLs(g, prefix, json);
   if (*stat) return CmdStat(g, key, json);
+  if (*status) return CmdNode(g, "status", json);
+  if (*peers) return CmdNode(g, "peers", json);
   return 1;
 }
