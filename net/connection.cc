@@ -15,6 +15,7 @@ namespace dfs::net {
 namespace {
 
 constexpr std::size_t kReadBuffer = 64 << 10;
+constexpr std::size_t kHandshakeReadBuffer = 512;  // until the peer proves membership
 
 std::string Describe(tcp::socket& s) {
   boost::system::error_code ec;
@@ -55,7 +56,7 @@ Connection::Connection(tcp::socket socket, const NetworkKey& key, Role role,
       role_(role),
       options_(options),
       peer_(Describe(socket_)),
-      read_buf_(kReadBuffer),
+      read_buf_(kHandshakeReadBuffer),
       wake_writer_(socket_.get_executor()),
       handshake_timer_(socket_.get_executor()),
       last_heard_(std::chrono::steady_clock::now()) {
@@ -89,6 +90,7 @@ asio::awaitable<void> Connection::Run() {
   if (closed_) co_return;
   established_ = true;
   decoder_.set_handshake_only(false);
+  if (unread_.empty()) read_buf_.resize(kReadBuffer);  // else grown at the next read
   last_heard_ = std::chrono::steady_clock::now();
   for (auto& h : on_established_) h(*this);
   asio::co_spawn(socket_.get_executor(), Writer(), CloseOnError(self));
@@ -108,6 +110,7 @@ asio::awaitable<std::error_code> Connection::ReadFrame(Frame* out) {
       }
       continue;
     }
+    if (established_ && read_buf_.size() < kReadBuffer) read_buf_.resize(kReadBuffer);
     std::size_t n =
         co_await socket_.async_read_some(asio::buffer(read_buf_), asio::use_awaitable);
     unread_ = ByteSpan(read_buf_.data(), n);

@@ -55,12 +55,21 @@ void Mesh::Accept() {
   acceptor_->async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (stopped_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
-      auto c = Connection::Create(std::move(socket), key_, Role::kResponder, options_.dialer.connection);
-      Attach(c);
-      accepted_.push_back(c);
       // Forget closed ones so the list stays bounded.
       std::erase_if(accepted_, [](const auto& a) { return a->closed(); });
-      c->Start();
+      std::size_t pending = std::count_if(accepted_.begin(), accepted_.end(),
+                                          [](const auto& a) { return !a->established(); });
+      if (pending >= options_.max_pending_handshakes) {
+        spdlog::warn("refusing a connection: {} handshakes already pending", pending);
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      } else {
+        auto c = Connection::Create(std::move(socket), key_, Role::kResponder,
+                                    options_.dialer.connection);
+        Attach(c);
+        accepted_.push_back(c);
+        c->Start();
+      }
     }
     Accept();
   });

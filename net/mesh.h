@@ -34,6 +34,9 @@ namespace dfs::net {
 struct MeshOptions {
   DialerOptions dialer;
   std::size_t max_peers_announced = 64;  // addresses per announce
+  // Accepted connections still in their handshake; more are refused at
+  // once, so strangers cost bounded memory however many connect.
+  std::size_t max_pending_handshakes = 64;
 };
 
 struct PeerInfo {

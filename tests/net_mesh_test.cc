@@ -88,6 +88,31 @@ TEST(MeshTest, AStoppedNodeIsSeenAsDeadAndAWrongKeyNeverJoins) {
   EXPECT_FALSE(a->Peers()[0].alive);
 }
 
+TEST(MeshTest, PendingHandshakesAreCapped) {
+  asio::io_context io;
+  MeshOptions o = Opts();
+  o.max_pending_handshakes = 3;
+  Mesh a(io, Id(1), Key(1), o);
+  ASSERT_FALSE(a.Listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)));
+  std::vector<std::unique_ptr<tcp::socket>> strangers;
+  for (int i = 0; i < 10; ++i) {  // connect and say nothing
+    auto s = std::make_unique<tcp::socket>(io);
+    s->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), a.listen_port()));
+    strangers.push_back(std::move(s));
+  }
+  RunUntil(io, [] { return false; }, 100ms);
+  // The surplus strangers were hung up on at once.
+  int hung_up = 0;
+  for (auto& s : strangers) {
+    s->non_blocking(true);
+    std::uint8_t b;
+    boost::system::error_code ec;
+    s->read_some(asio::buffer(&b, 1), ec);
+    if (ec == asio::error::eof || ec == asio::error::connection_reset) ++hung_up;
+  }
+  EXPECT_EQ(hung_up, 7);
+}
+
 TEST(MeshTest, DialingItselfIsDetectedAndDropped) {
   asio::io_context io;
   auto a = Node(io, 1);
