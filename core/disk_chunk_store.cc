@@ -13,8 +13,9 @@
 #include <set>
 #include <unordered_set>
 
-#include <cryptopp/crc.h>
 #include <fmt/format.h>
+
+#include "core/encoding.h"
 
 namespace dfs::core {
 namespace {
@@ -27,24 +28,6 @@ constexpr char kMagic[4] = {'D', 'F', 'S', 'K'};
 constexpr std::uint8_t kVersion = 1;
 constexpr std::size_t kHeaderSize = 24;
 constexpr std::size_t kSyncfsThreshold = 16;
-
-std::uint32_t Crc32c(const std::uint8_t* p, std::size_t n) {
-  CryptoPP::CRC32C crc;
-  crc.Update(p, n);
-  std::uint8_t d[4];
-  crc.Final(d);
-  return static_cast<std::uint32_t>(d[0]) | static_cast<std::uint32_t>(d[1]) << 8 |
-         static_cast<std::uint32_t>(d[2]) << 16 | static_cast<std::uint32_t>(d[3]) << 24;
-}
-
-void PutLe(std::uint8_t* p, std::uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-std::uint64_t GetLe(const std::uint8_t* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
 
 bool IsHexByteName(const char* name) {
   auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
@@ -116,9 +99,9 @@ class DiskChunkStore::Impl {
     std::uint8_t header[kHeaderSize] = {};
     std::memcpy(header, kMagic, 4);
     header[4] = kVersion;
-    PutLe(header + 8, data.size(), 8);
-    PutLe(header + 16, Crc32c(data.data(), data.size()), 4);
-    PutLe(header + 20, Crc32c(header, 20), 4);
+    StoreLe(header + 8, data.size(), 8);
+    StoreLe(header + 16, Crc32c(data.data(), data.size()), 4);
+    StoreLe(header + 20, Crc32c(header, 20), 4);
 
     fs::path tmp = tmp_ / fmt::format("{}.{}.{}", id.ToHex(), ::getpid(), counter_++);
     Fd f;
@@ -215,9 +198,9 @@ class DiskChunkStore::Impl {
     std::uint8_t header[kHeaderSize];
     if (Status s = ReadAll(f.fd, header, kHeaderSize, 0, path); !s.ok()) return s;
     if (std::memcmp(header, kMagic, 4) != 0) return corrupt("not a chunk file (bad magic)");
-    if (GetLe(header + 20, 4) != Crc32c(header, 20)) return corrupt("header checksum mismatch");
+    if (LoadLe(header + 20, 4) != Crc32c(header, 20)) return corrupt("header checksum mismatch");
     if (header[4] != kVersion) return corrupt(fmt::format("unknown chunk file version {}", header[4]));
-    std::uint64_t len = GetLe(header + 8, 8);
+    std::uint64_t len = LoadLe(header + 8, 8);
     if (size != kHeaderSize + len) {
       return corrupt(fmt::format("file is {} bytes, header says {} (truncated or extended)", size,
                                  kHeaderSize + len));
@@ -227,7 +210,7 @@ class DiskChunkStore::Impl {
       out->clear();
       return s;
     }
-    if (check == ReadCheck::kChecksum && GetLe(header + 16, 4) != Crc32c(out->data(), out->size())) {
+    if (check == ReadCheck::kChecksum && LoadLe(header + 16, 4) != Crc32c(out->data(), out->size())) {
       return corrupt("payload checksum mismatch");
     }
     return Status::Ok();

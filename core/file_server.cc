@@ -95,6 +95,16 @@ struct Job {
   }
 };
 
+// A finished job's buffers are reused by the next chunk (no reallocation
+// of multi-MiB vectors per chunk).
+std::shared_ptr<Job> TakeJob(std::vector<std::shared_ptr<Job>>& spare) {
+  if (spare.empty()) return std::make_shared<Job>();
+  std::shared_ptr<Job> job = std::move(spare.back());
+  spare.pop_back();
+  job->Reset();
+  return job;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FileServer>> FileServer::Open(const std::filesystem::path& dir,
@@ -265,14 +275,7 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
     if (!next->has_value()) break;
     if (window.size() >= options_.pipeline_depth) retire_front();
     if (!failed.ok()) break;
-    std::shared_ptr<Job> job;
-    if (spare.empty()) {
-      job = std::make_shared<Job>();
-    } else {
-      job = std::move(spare.back());
-      spare.pop_back();
-      job->Reset();
-    }
+    std::shared_ptr<Job> job = TakeJob(spare);
     ByteSpan chunk = **next;
     job->plain.assign(chunk.begin(), chunk.end());
     job->ref.size = static_cast<std::uint32_t>(chunk.size());
@@ -363,14 +366,7 @@ Status FileServer::Get(std::string_view key, Writer& writer, const ProgressFn& p
 
   while ((next < n && failed.ok()) || !window.empty()) {
     while (next < n && failed.ok() && window.size() < options_.pipeline_depth) {
-      std::shared_ptr<Job> job;
-      if (spare.empty()) {
-        job = std::make_shared<Job>();
-      } else {
-        job = std::move(spare.back());
-        spare.pop_back();
-        job->Reset();
-      }
+      std::shared_ptr<Job> job = TakeJob(spare);
       std::size_t i = next++;
       pool_.Submit([this, job, shared, i] {
         job->Finish(FetchChunk(*shared, i, &job->sealed, &job->plain));

@@ -1,10 +1,10 @@
 #include "core/manifest.h"
 
-#include <cryptopp/crc.h>
-
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include "core/encoding.h"
 
 namespace dfs::core {
 namespace {
@@ -14,29 +14,8 @@ constexpr std::size_t kHeaderSize = 20;  // magic, version, flags, reserved, siz
 constexpr std::size_t kEntrySize = ChunkId::kSize + 4;
 constexpr std::size_t kTrailerSize = 4;
 
-void PutU32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-void PutU64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-std::uint32_t GetU32(const std::uint8_t* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-std::uint64_t GetU64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-std::uint32_t Crc32c(const std::uint8_t* p, std::size_t n) {
-  CryptoPP::CRC32C crc;
-  crc.Update(p, n);
-  std::uint8_t digest[4];
-  crc.Final(digest);
-  return GetU32(digest);
-}
+std::uint32_t Get32(const std::uint8_t* p) { return static_cast<std::uint32_t>(LoadLe(p, 4)); }
+std::uint64_t Get64(const std::uint8_t* p) { return LoadLe(p, 8); }
 
 }  // namespace
 
@@ -47,15 +26,15 @@ Bytes Manifest::Encode() const {
   p[4] = kVersion;
   p[5] = 0;  // flags
   p[6] = p[7] = 0;
-  PutU64(p + 8, size);
-  PutU32(p + 16, static_cast<std::uint32_t>(chunks.size()));
+  StoreLe(p + 8, size, 8);
+  StoreLe(p + 16, chunks.size(), 4);
   p += kHeaderSize;
   for (const ChunkRef& c : chunks) {
     std::memcpy(p, c.id.bytes().data(), ChunkId::kSize);
-    PutU32(p + ChunkId::kSize, c.size);
+    StoreLe(p + ChunkId::kSize, c.size, 4);
     p += kEntrySize;
   }
-  PutU32(p, Crc32c(out.data(), out.size() - kTrailerSize));
+  StoreLe(p, Crc32c(out.data(), out.size() - kTrailerSize), 4);
   return out;
 }
 
@@ -71,24 +50,24 @@ Result<Manifest> Manifest::Decode(ByteSpan data) {
   if (p[5] != 0 || p[6] != 0 || p[7] != 0) {
     return Status::InvalidArgument("manifest has unknown flags set");
   }
-  std::uint64_t count = GetU32(p + 16);
+  std::uint64_t count = Get32(p + 16);
   if (data.size() != kHeaderSize + count * kEntrySize + kTrailerSize) {
     return Status::Corrupt(fmt::format("manifest length {} does not fit {} chunks", data.size(),
                                        count));
   }
-  std::uint32_t want = GetU32(data.data() + data.size() - kTrailerSize);
+  std::uint32_t want = Get32(data.data() + data.size() - kTrailerSize);
   if (Crc32c(data.data(), data.size() - kTrailerSize) != want) {
     return Status::Corrupt("manifest checksum mismatch");
   }
   Manifest m;
-  m.size = GetU64(p + 8);
+  m.size = Get64(p + 8);
   m.chunks.reserve(count);
   std::uint64_t total = 0;
   p += kHeaderSize;
   for (std::uint64_t i = 0; i < count; ++i, p += kEntrySize) {
     ChunkRef ref;
     ref.id = *ChunkId::FromBytes(ByteSpan(p, ChunkId::kSize));
-    ref.size = GetU32(p + ChunkId::kSize);
+    ref.size = Get32(p + ChunkId::kSize);
     if (ref.size == 0 || ref.size > kMaxChunkSize) {
       return Status::Corrupt(fmt::format("manifest chunk {} has invalid size {}", i, ref.size));
     }

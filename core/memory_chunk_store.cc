@@ -1,8 +1,8 @@
 #include "core/memory_chunk_store.h"
 
-#include <cryptopp/crc.h>
-
 #include <fmt/format.h>
+
+#include "core/encoding.h"
 
 namespace dfs::core {
 namespace {
@@ -12,19 +12,13 @@ namespace {
 constexpr std::size_t kCrcSize = 4;
 
 void AppendCrc(Bytes* b) {
-  CryptoPP::CRC32C crc;
-  crc.Update(b->data(), b->size());
   std::uint8_t d[kCrcSize];
-  crc.Final(d);
+  StoreLe(d, Crc32c(b->data(), b->size()), kCrcSize);
   b->insert(b->end(), d, d + kCrcSize);
 }
 
 bool CrcMatches(const Bytes& b) {
-  CryptoPP::CRC32C crc;
-  crc.Update(b.data(), b.size() - kCrcSize);
-  std::uint8_t d[kCrcSize];
-  crc.Final(d);
-  return std::equal(d, d + kCrcSize, b.end() - kCrcSize);
+  return Crc32c(b.data(), b.size() - kCrcSize) == LoadLe(b.data() + b.size() - kCrcSize, kCrcSize);
 }
 
 }  // namespace

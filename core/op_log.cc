@@ -2,9 +2,9 @@
 
 #include <cstring>
 
-#include <cryptopp/crc.h>
 #include <fmt/format.h>
 
+#include "core/encoding.h"
 #include "core/key_names.h"
 
 namespace dfs::core {
@@ -25,20 +25,8 @@ void Append(Bytes* out, const void* p, std::size_t n) {
 }
 void PutLe(Bytes* out, std::uint64_t v, int n) {
   std::uint8_t b[8];
-  for (int i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
+  StoreLe(b, v, n);
   Append(out, b, static_cast<std::size_t>(n));
-}
-std::uint64_t GetLe(const std::uint8_t* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-std::uint32_t Crc(const std::uint8_t* p, std::size_t n) {
-  CryptoPP::CRC32C crc;
-  crc.Update(p, n);
-  std::uint8_t d[4];
-  crc.Final(d);
-  return static_cast<std::uint32_t>(GetLe(d, 4));
 }
 
 }  // namespace
@@ -58,7 +46,7 @@ Bytes Op::Encode() const {
   Append(&out, key.data(), key.size());
   PutLe(&out, value.size(), 4);
   Append(&out, value.data(), value.size());
-  PutLe(&out, Crc(out.data(), out.size()), 4);
+  PutLe(&out, Crc32c(out.data(), out.size()), 4);
   return out;
 }
 
@@ -66,7 +54,7 @@ Result<Op> Op::Decode(ByteSpan data) {
   if (data.size() < kFixed) return Status::Corrupt(fmt::format("op truncated ({} bytes)", data.size()));
   const std::uint8_t* p = data.data();
   if (std::memcmp(p, kMagic, 4) != 0) return Status::Corrupt("not an op (bad magic)");
-  if (Crc(p, data.size() - 4) != GetLe(p + data.size() - 4, 4)) {
+  if (Crc32c(p, data.size() - 4) != LoadLe(p + data.size() - 4, 4)) {
     return Status::Corrupt("op checksum mismatch");
   }
   if (p[4] != kVersion) return Status::InvalidArgument(fmt::format("unsupported op version {}", p[4]));
@@ -80,14 +68,14 @@ Result<Op> Op::Decode(ByteSpan data) {
   off += HlcTime::kEncodedSize;
   op.origin = *NodeId::FromBytes(ByteSpan(p + off, NodeId::kSize));
   off += NodeId::kSize;
-  op.seq = GetLe(p + off, 8);
+  op.seq = LoadLe(p + off, 8);
   off += 8;
-  std::size_t key_len = GetLe(p + off, 2);
+  std::size_t key_len = LoadLe(p + off, 2);
   off += 2;
   if (data.size() < kFixed + key_len) return Status::Corrupt("op key runs past the end");
   op.key.assign(reinterpret_cast<const char*>(p + off), key_len);
   off += key_len;
-  std::uint64_t value_len = GetLe(p + off, 4);
+  std::uint64_t value_len = LoadLe(p + off, 4);
   off += 4;
   if (value_len > kMaxValue || data.size() != kFixed + key_len + value_len) {
     return Status::Corrupt("op value length does not fit the op");

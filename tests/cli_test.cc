@@ -274,12 +274,8 @@ TEST_F(CliTest, GiBPutAndGetWithBoundedMemory) {
 TEST_F(CliTest, FullDiskIsReportedAndLosesNothing) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
   fs::path small = dir_ / "small";
-  fs::create_directories(small);
-  ASSERT_EQ(std::system(("mount -t tmpfs -o size=24m tmpfs " + small.string()).c_str()), 0);
-  struct Unmount {
-    fs::path p;
-    ~Unmount() { (void)std::system(("umount -l " + p.string()).c_str()); }
-  } unmount{small};
+  testing::ScopedTmpfs tmpfs(small, "24m");
+  ASSERT_TRUE(tmpfs.ok());
   data_ = (small / "data").string();
   fs::path first = dir_ / "first.bin", big = dir_ / "big.bin", out = dir_ / "out.bin";
   MakeFile(first, 4 << 20, 7);

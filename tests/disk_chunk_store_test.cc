@@ -147,12 +147,8 @@ TEST_F(DiskChunkStoreTest, ReopenSeesSameChunksAndUsage) {
 TEST_F(DiskChunkStoreTest, FullDiskIsNoSpaceAndLeavesNoTempFiles) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a 1 MiB tmpfs";
   fs::path small = dir_ / "small";
-  fs::create_directories(small);
-  ASSERT_EQ(std::system(("mount -t tmpfs -o size=1m tmpfs " + small.string()).c_str()), 0);
-  struct Unmount {
-    fs::path p;
-    ~Unmount() { (void)std::system(("umount -l " + p.string()).c_str()); }
-  } unmount{small};
+  testing::ScopedTmpfs tmpfs(small, "1m");
+  ASSERT_TRUE(tmpfs.ok());
   auto opened = DiskChunkStore::Open(small / "chunks");
   ASSERT_TRUE(opened.ok());
   auto& store = **opened;

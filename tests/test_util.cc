@@ -128,6 +128,15 @@ int Stop(int pid, int sig) {
   return 128 + WTERMSIG(status);
 }
 
+ScopedTmpfs::ScopedTmpfs(const std::filesystem::path& dir, const std::string& size) : dir_(dir) {
+  std::filesystem::create_directories(dir_);
+  ok_ = std::system(("mount -t tmpfs -o size=" + size + " tmpfs " + dir_.string()).c_str()) == 0;
+}
+
+ScopedTmpfs::~ScopedTmpfs() {
+  if (ok_) (void)std::system(("umount -l " + dir_.string()).c_str());
+}
+
 std::string BinPath(const std::string& name) { return std::string(DFS_BIN_DIR) + "/" + name; }
 
 }  // namespace dfs::testing

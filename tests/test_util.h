@@ -50,6 +50,19 @@ int Spawn(const std::vector<std::string>& argv, const std::string& log_path);
 // Sends `sig` and waits; returns the exit status (or 128 + signal).
 int Stop(int pid, int sig);
 
+// A small tmpfs mounted at `dir` (created) for full-disk tests; unmounted
+// (lazily) on destruction. ok() is false when mounting failed.
+class ScopedTmpfs {
+ public:
+  ScopedTmpfs(const std::filesystem::path& dir, const std::string& size);
+  ~ScopedTmpfs();
+  bool ok() const { return ok_; }
+
+ private:
+  std::filesystem::path dir_;
+  bool ok_ = false;
+};
+
 // Path of a program built into build/bin.
 std::string BinPath(const std::string& name);
 
