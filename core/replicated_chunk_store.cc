@@ -1,0 +1,92 @@
+#include "core/replicated_chunk_store.h"
+
+#include <fmt/format.h>
+
+#include "core/placement.h"
+
+namespace dfs::core {
+
+ReplicatedChunkStore::ReplicatedChunkStore(ChunkStore& local, PeerNetwork& network,
+                                           ReplicationOptions options, Verifier verify)
+    : local_(local), network_(network), options_(options), verify_(std::move(verify)) {}
+
+Status ReplicatedChunkStore::Put(const ChunkId& id, ByteSpan data) {
+  DFS_RETURN_IF_ERROR(local_.Put(id, data));
+  DFS_RETURN_IF_ERROR(local_.Sync());
+  std::vector<NodeId> live = network_.LiveMembers();
+  std::size_t quorum = WriteQuorum(options_.replicas, live.size());
+  std::size_t copies = 1;  // ours
+  Status last;
+  for (const NodeId& holder : Holders(id, live, options_.replicas)) {
+    if (holder == network_.self()) continue;
+    Status s = network_.PutChunk(holder, id, data, options_.deadline);
+    if (s.ok()) {
+      ++copies;
+    } else {
+      last = s;
+    }
+  }
+  if (copies < quorum) {
+    return Status::Unavailable(fmt::format("chunk {}: {} of {} required copies made ({})",
+                                           id.ShortHex(), copies, quorum, last.ToString()));
+  }
+  return Status::Ok();
+}
+
+Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
+  Status local = local_.Get(id, out, check);
+  if (local.ok()) return local;
+  if (local.code() != ErrorCode::kNotFound && local.code() != ErrorCode::kCorrupt) return local;
+  if (FromCache(id, out)) return Status::Ok();
+
+  std::vector<NodeId> live = network_.LiveMembers();
+  std::vector<NodeId> order = RankNodes(id, live);  // holders first, then everyone else
+  Status last = local;
+  for (const NodeId& peer : order) {
+    if (peer == network_.self()) continue;
+    Status s = network_.GetChunk(peer, id, out, options_.deadline);
+    if (s.ok() && verify_) s = verify_(id, *out);
+    if (s.ok()) {
+      ToCache(id, *out);
+      return Status::Ok();
+    }
+    last = s;
+  }
+  out->clear();
+  if (last.code() == ErrorCode::kNotFound || last.code() == ErrorCode::kUnavailable) {
+    return Status::NotFound(fmt::format("chunk {} not found on this node or {} live peer(s)",
+                                        id.ToHex(), order.size() > 0 ? order.size() - 1 : 0));
+  }
+  return last;
+}
+
+bool ReplicatedChunkStore::FromCache(const ChunkId& id, Bytes* out) {
+  std::lock_guard lock(cache_mu_);
+  auto it = index_.find(id);
+  if (it == index_.end()) return false;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  *out = it->second->second;
+  return true;
+}
+
+void ReplicatedChunkStore::ToCache(const ChunkId& id, const Bytes& data) {
+  if (data.size() > options_.cache_bytes) return;
+  std::lock_guard lock(cache_mu_);
+  if (index_.count(id) > 0) return;
+  lru_.emplace_front(id, data);
+  index_[id] = lru_.begin();
+  cached_ += data.size();
+  while (cached_ > options_.cache_bytes) {
+    auto& [old_id, old_data] = lru_.back();
+    cached_ -= old_data.size();
+    index_.erase(old_id);
+    lru_.pop_back();
+  }
+}
+
+std::size_t ReplicatedChunkStore::cached_bytes() {
+  std::lock_guard lock(cache_mu_);
+  return cached_;
+}
+
+}  // namespace dfs::core

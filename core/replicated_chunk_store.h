@@ -1,0 +1,71 @@
+// ReplicatedChunkStore: a ChunkStore layer that spreads chunks over the
+// network. It wraps this node's local store:
+//
+//   Put  stores locally (the writer keeps a copy), then on the chunk's
+//        holders — the first `replicas` live members by rendezvous hashing —
+//        and succeeds once a write quorum of durable copies exists
+//        (WriteQuorum: 2, or 1 when this node is alone). Fewer copies:
+//        kUnavailable, naming how many were made.
+//   Get  reads the local copy; if it is missing or corrupt, asks the
+//        holders in rank order, then every other live member, accepting the
+//        first copy that passes `verify` (the FileServer's check that the
+//        chunk authenticates; a keyless node checks framing only). Fetched
+//        chunks go to a cache bounded in bytes.
+//   Has, Remove, ForEach, Usage, Sync: this node's own copies.
+//
+// Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/chunk_store.h"
+#include "core/peer_network.h"
+
+namespace dfs::core {
+
+struct ReplicationOptions {
+  std::size_t replicas = 3;
+  std::chrono::milliseconds deadline{10000};
+  std::size_t cache_bytes = 64 << 20;  // fetched chunks kept in memory
+};
+
+class ReplicatedChunkStore final : public ChunkStore {
+ public:
+  using Verifier = std::function<Status(const ChunkId&, ByteSpan)>;
+
+  ReplicatedChunkStore(ChunkStore& local, PeerNetwork& network, ReplicationOptions options,
+                       Verifier verify = {});
+
+  Status Put(const ChunkId& id, ByteSpan data) override;
+  using ChunkStore::Get;
+  Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
+  Result<bool> Has(const ChunkId& id) override { return local_.Has(id); }
+  Status Remove(const ChunkId& id) override { return local_.Remove(id); }
+  Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override {
+    return local_.ForEach(fn);
+  }
+  Result<StoreUsage> Usage() override { return local_.Usage(); }
+  Status Sync() override { return local_.Sync(); }
+
+  std::size_t cached_bytes();
+
+ private:
+  bool FromCache(const ChunkId& id, Bytes* out);
+  void ToCache(const ChunkId& id, const Bytes& data);
+
+  ChunkStore& local_;
+  PeerNetwork& network_;
+  ReplicationOptions options_;
+  Verifier verify_;
+
+  std::mutex cache_mu_;
+  std::list<std::pair<ChunkId, Bytes>> lru_;  // most recent first
+  std::unordered_map<ChunkId, std::list<std::pair<ChunkId, Bytes>>::iterator, ChunkIdHash> index_;
+  std::size_t cached_ = 0;
+};
+
+}  // namespace dfs::core
