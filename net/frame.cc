@@ -22,6 +22,8 @@ std::optional<std::uint32_t> MaxPayload(std::uint8_t type) {
     case FrameType::kStreamClose:
     case FrameType::kStreamCancel: return (4u << 10) + kTag;
     case FrameType::kGossip: return (64u << 10) + kTag;
+    case FrameType::kChunkRequest:
+    case FrameType::kChunkResponse: return kMaxChunkFramePayload + kTag;
   }
   return std::nullopt;
 }

@@ -44,6 +44,8 @@ enum class FrameType : std::uint8_t {
   kStreamClose = 51,
   kStreamCancel = 52,
   kGossip = 64,        // one-way membership messages (announce, peer lists)
+  kChunkRequest = 80,  // put or get one sealed chunk (up to 4 MiB)
+  kChunkResponse = 81,
 };
 
 inline constexpr std::uint8_t kProtocolVersion = 1;

@@ -212,6 +212,11 @@ std::shared_ptr<Connection> Mesh::LiveConnection(const Peer& p) const {
   return nullptr;
 }
 
+std::shared_ptr<Connection> Mesh::ConnectionTo(const core::NodeId& node) const {
+  auto it = peers_.find(node);
+  return it == peers_.end() ? nullptr : LiveConnection(it->second);
+}
+
 std::size_t Mesh::Broadcast(const Frame& frame) {
   std::size_t sent = 0;
   for (auto& [id, peer] : peers_) {

@@ -66,6 +66,9 @@ class Mesh {
   // Sends `frame` to every live peer; returns how many it was queued for.
   std::size_t Broadcast(const Frame& frame);
 
+  // A live connection to `node`, if there is one.
+  std::shared_ptr<Connection> ConnectionTo(const core::NodeId& node) const;
+
   // One row per node id ever announced, sorted by address.
   std::vector<PeerInfo> Peers() const;
   const core::NodeId& self() const { return self_; }

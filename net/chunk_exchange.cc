@@ -1,0 +1,159 @@
+#include "net/chunk_exchange.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace dfs::net {
+namespace {
+
+constexpr std::uint8_t kPut = 1;
+constexpr std::uint8_t kGet = 2;
+
+Frame Reply(std::uint64_t request_id, const core::Status& s, core::ByteSpan data = {}) {
+  Frame f;
+  f.type = FrameType::kChunkResponse;
+  f.request_id = request_id;
+  f.payload.push_back(static_cast<std::uint8_t>(s.code()));
+  if (s.ok()) {
+    f.payload.insert(f.payload.end(), data.begin(), data.end());
+  } else {
+    std::string m = s.message().substr(0, 1024);
+    f.payload.insert(f.payload.end(), m.begin(), m.end());
+  }
+  return f;
+}
+
+}  // namespace
+
+ChunkServer::ChunkServer(asio::io_context& io, Mesh& mesh, core::ChunkStore& store,
+                         std::size_t threads)
+    : io_(io), store_(store), pool_(threads) {
+  mesh.OnFrame([this](const core::NodeId&, Connection& conn, Frame f) {
+    if (f.type == FrameType::kChunkRequest) Handle(conn, std::move(f));
+  });
+}
+
+void ChunkServer::Handle(Connection& conn, Frame frame) {
+  auto self = conn.shared_from_this();
+  const Bytes& p = frame.payload;
+  if (p.size() < 1 + core::ChunkId::kSize || (p[0] != kPut && p[0] != kGet) ||
+      (p[0] == kGet && p.size() != 1 + core::ChunkId::kSize)) {
+    conn.Send(Reply(frame.request_id, core::Status::InvalidArgument("malformed chunk request")));
+    return;
+  }
+  pool_.Submit([this, self, frame = std::move(frame)]() mutable {
+    const Bytes& q = frame.payload;
+    core::ChunkId id = *core::ChunkId::FromBytes(core::ByteSpan(q.data() + 1, core::ChunkId::kSize));
+    Frame reply;
+    if (q[0] == kPut) {
+      core::ByteSpan data(q.data() + 1 + core::ChunkId::kSize, q.size() - 1 - core::ChunkId::kSize);
+      core::Status s = store_.Put(id, data);
+      if (s.ok()) s = store_.Sync();  // durable before we say so
+      reply = Reply(frame.request_id, s);
+    } else {
+      core::Bytes data;
+      core::Status s = store_.Get(id, &data);
+      reply = Reply(frame.request_id, s, data);
+    }
+    asio::post(io_, [self, reply = std::move(reply)]() mutable {
+      if (!self->Send(std::move(reply))) {
+        spdlog::warn("peer {}: chunk reply dropped (queue full or closed)", self->peer());
+      }
+    });
+  });
+}
+
+std::vector<core::NodeId> MeshPeerNetwork::LiveMembers() {
+  auto done = std::make_shared<std::promise<std::vector<core::NodeId>>>();
+  auto fut = done->get_future();
+  asio::post(io_, [this, done] {
+    std::vector<core::NodeId> ids = {mesh_.self()};
+    for (const PeerInfo& p : mesh_.Peers()) {
+      if (p.alive) ids.push_back(p.id);
+    }
+    done->set_value(std::move(ids));
+  });
+  if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return {mesh_.self()};
+  return fut.get();
+}
+
+core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
+                                   std::chrono::milliseconds deadline, core::Bytes* reply) {
+  auto done = std::make_shared<std::promise<std::pair<core::Status, core::Bytes>>>();
+  auto fut = done->get_future();
+  asio::post(io_, [this, peer, request = std::move(request), deadline, done]() mutable {
+    std::shared_ptr<Connection> conn = mesh_.ConnectionTo(peer);
+    if (!conn) {
+      done->set_value({core::Status::Unavailable(fmt::format(
+                           "no connection to node {}", peer.ToHex().substr(0, 8))),
+                       {}});
+      return;
+    }
+    asio::co_spawn(
+        io_,
+        [conn, request = std::move(request), deadline, done]() mutable -> asio::awaitable<void> {
+          auto r = co_await conn->Request(std::move(request), deadline);
+          if (auto* ec = std::get_if<std::error_code>(&r)) {
+            done->set_value({core::Status::Unavailable(fmt::format("peer {}: {}", conn->peer(),
+                                                                   ec->message())),
+                             {}});
+            co_return;
+          }
+          Frame& f = std::get<Frame>(r);
+          if (f.payload.empty()) {
+            done->set_value({core::Status::Io("empty chunk response"), {}});
+            co_return;
+          }
+          auto code = static_cast<core::ErrorCode>(f.payload[0]);
+          core::Bytes rest(f.payload.begin() + 1, f.payload.end());
+          if (code == core::ErrorCode::kOk) {
+            done->set_value({core::Status::Ok(), std::move(rest)});
+          } else {
+            done->set_value({core::Status(code, fmt::format("peer {}: {}", conn->peer(),
+                                                            std::string(rest.begin(), rest.end()))),
+                             {}});
+          }
+        },
+        [done](std::exception_ptr e) {
+          if (e) {
+            try {
+              done->set_value({core::Status::Io("chunk request failed"), {}});
+            } catch (const std::future_error&) {
+            }
+          }
+        });
+  });
+  // A little beyond the request's own deadline, for the trip through the io thread.
+  if (fut.wait_for(deadline + std::chrono::seconds(1)) != std::future_status::ready) {
+    return core::Status::Unavailable("chunk request: no answer by the deadline");
+  }
+  auto [status, bytes] = fut.get();
+  if (status.ok() && reply) *reply = std::move(bytes);
+  return status;
+}
+
+core::Status MeshPeerNetwork::PutChunk(const core::NodeId& to, const core::ChunkId& id,
+                                       core::ByteSpan sealed, std::chrono::milliseconds deadline) {
+  Frame f;
+  f.type = FrameType::kChunkRequest;
+  f.payload.reserve(1 + core::ChunkId::kSize + sealed.size());
+  f.payload.push_back(kPut);
+  f.payload.insert(f.payload.end(), id.bytes().begin(), id.bytes().end());
+  f.payload.insert(f.payload.end(), sealed.begin(), sealed.end());
+  return Call(to, std::move(f), deadline, nullptr);
+}
+
+core::Status MeshPeerNetwork::GetChunk(const core::NodeId& from, const core::ChunkId& id,
+                                       core::Bytes* sealed, std::chrono::milliseconds deadline) {
+  Frame f;
+  f.type = FrameType::kChunkRequest;
+  f.payload.push_back(kGet);
+  f.payload.insert(f.payload.end(), id.bytes().begin(), id.bytes().end());
+  return Call(from, std::move(f), deadline, sealed);
+}
+
+}  // namespace dfs::net
