@@ -106,6 +106,24 @@ TEST_F(DiskChunkStoreTest, CallerAuthenticatedReadsStillCheckFraming) {
   EXPECT_TRUE(out.empty());
 }
 
+// The saved fixture pins chunk file format v1 byte for byte.
+TEST_F(DiskChunkStoreTest, ChunkFileMatchesTheSavedFixture) {
+  const fs::path fixture = fs::path(DFS_FIXTURE_DIR) / "chunk_v1.bin";
+  ChunkId id = IdOf(0x33);
+  ASSERT_TRUE(store_->Put(id, AsBytes("dfs chunk file fixture v1")).ok());
+  if (std::getenv("DFS_WRITE_FIXTURES") != nullptr) {
+    testing::WriteFile(fixture, testing::ReadFile(store_->PathFor(id)));
+  }
+  EXPECT_EQ(testing::ReadFile(store_->PathFor(id)), testing::ReadFile(fixture));
+  // And a store reads the saved file back.
+  ChunkId other = IdOf(0x34);
+  fs::create_directories(store_->PathFor(other).parent_path());
+  fs::copy_file(fixture, store_->PathFor(other));
+  Bytes out;
+  ASSERT_TRUE(store_->Get(other, &out).ok());
+  EXPECT_EQ(AsString(out), "dfs chunk file fixture v1");
+}
+
 TEST_F(DiskChunkStoreTest, LeftoverTempFilesAreRemovedOnOpen) {
   std::ofstream(dir_ / "chunks" / "tmp" / "partial.123.0") << "half a chunk";
   Reopen();
