@@ -178,17 +178,22 @@ class DiskChunkStore::Impl {
     return Status::Ok();
   }
 
+  // `*out` is not cleared first: resizing a reused buffer only zero-fills
+  // what it grows by (clearing first cost a memset of every chunk read).
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) {
-    out->clear();
     fs::path path = PathFor(id);
     Fd f;
     f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (f.fd < 0) {
+      out->clear();
       if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", id.ToHex()));
       return ErrnoStatus(errno, "open chunk " + path.string());
     }
     struct stat st {};
-    if (::fstat(f.fd, &st) != 0) return ErrnoStatus(errno, "stat chunk " + path.string());
+    if (::fstat(f.fd, &st) != 0) {
+      out->clear();
+      return ErrnoStatus(errno, "stat chunk " + path.string());
+    }
     auto corrupt = [&](std::string_view what) {
       out->clear();
       return Status::Corrupt(fmt::format("chunk {}: {}", id.ToHex(), what));
@@ -196,7 +201,10 @@ class DiskChunkStore::Impl {
     auto size = static_cast<std::uint64_t>(st.st_size);
     if (size < kHeaderSize) return corrupt(fmt::format("truncated ({} bytes)", size));
     std::uint8_t header[kHeaderSize];
-    if (Status s = ReadAll(f.fd, header, kHeaderSize, 0, path); !s.ok()) return s;
+    if (Status s = ReadAll(f.fd, header, kHeaderSize, 0, path); !s.ok()) {
+      out->clear();
+      return s;
+    }
     if (std::memcmp(header, kMagic, 4) != 0) return corrupt("not a chunk file (bad magic)");
     if (LoadLe(header + 20, 4) != Crc32c(header, 20)) return corrupt("header checksum mismatch");
     if (header[4] != kVersion) return corrupt(fmt::format("unknown chunk file version {}", header[4]));

@@ -95,7 +95,14 @@ void VolumeCrypto::Seal(const ChunkId& id, ByteSpan plaintext, Bytes* out) const
 }
 
 Status VolumeCrypto::Unseal(const ChunkId& id, ByteSpan sealed, Bytes* out) const {
-  out->clear();
+  // Every failure leaves *out empty. It is not cleared up front: resizing a
+  // reused buffer then only zero-fills what it grows by.
+  Status s = Open(id, sealed, out);
+  if (!s.ok()) out->clear();
+  return s;
+}
+
+Status VolumeCrypto::Open(const ChunkId& id, ByteSpan sealed, Bytes* out) const {
   if (sealed.size() < 4 || std::memcmp(sealed.data(), kMagic, 4) != 0) {
     return Status::Corrupt(fmt::format("chunk {} is not a sealed dfs chunk (bad magic)", id.ToHex()));
   }
@@ -126,7 +133,6 @@ Status VolumeCrypto::Unseal(const ChunkId& id, ByteSpan sealed, Bytes* out) cons
   CryptoPP::SecureWipeBuffer(key, sizeof(key));
   if (!ok) {
     CryptoPP::SecureWipeBuffer(out->data(), out->size());
-    out->clear();
     return Status::Corrupt(fmt::format("chunk {} failed authentication", id.ToHex()));
   }
   return Status::Ok();

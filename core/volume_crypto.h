@@ -60,6 +60,8 @@ class VolumeCrypto {
   Bytes DeriveSubkey(std::string_view info, std::size_t size) const;
 
  private:
+  Status Open(const ChunkId& id, ByteSpan sealed, Bytes* out) const;
+
   std::array<std::uint8_t, 32> master_{};
   std::array<std::uint8_t, 32> id_key_{};
   std::array<std::uint8_t, 32> seal_key_{};
