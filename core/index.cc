@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "core/key_names.h"
+
 namespace dfs::core {
 namespace {
 
@@ -116,6 +118,18 @@ CREATE TABLE IF NOT EXISTS chunks(
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_free(
   id BLOB PRIMARY KEY
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ops(
+  origin BLOB NOT NULL,
+  seq INTEGER NOT NULL,
+  op BLOB NOT NULL,
+  PRIMARY KEY(origin, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS winners(
+  key TEXT PRIMARY KEY,
+  origin BLOB NOT NULL,
+  seq INTEGER NOT NULL,
+  op BLOB NOT NULL
 ) WITHOUT ROWID;
 )sql";
 
@@ -249,8 +263,15 @@ Result<std::vector<ChunkId>> Index::PutFile(
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   DFS_RETURN_IF_ERROR(tx.Begin());
-
   std::vector<ChunkId> freed;
+  DFS_RETURN_IF_ERROR(PutFileLocked(key, manifest, mtime_ns, stored_size, &freed));
+  DFS_RETURN_IF_ERROR(tx.Commit());
+  return freed;
+}
+
+Status Index::PutFileLocked(std::string_view key, const Manifest& manifest, std::int64_t mtime_ns,
+                            const std::function<std::uint64_t(const ChunkRef&)>& stored_size,
+                            std::vector<ChunkId>* freed) {
   {
     Stmt old(db_, "SELECT key, mtime_ns, manifest FROM files WHERE key = ?1");
     DFS_RETURN_IF_ERROR(old.status("lookup"));
@@ -278,7 +299,7 @@ Result<std::vector<ChunkId>> Index::PutFile(
     }
     if (row) {
       DFS_ASSIGN_OR_RETURN(FileRecord prev, RecordFromRow(old, 0));
-      DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, &freed));
+      DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, freed));
     }
   }
   Stmt put(db_, "INSERT INTO files(key, size, mtime_ns, manifest) VALUES(?1, ?2, ?3, ?4) "
@@ -292,29 +313,125 @@ Result<std::vector<ChunkId>> Index::PutFile(
   put.Bind(4, ByteSpan(encoded));
   DFS_ASSIGN_OR_RETURN(bool r, put.Step("write file"));
   (void)r;
-  DFS_RETURN_IF_ERROR(tx.Commit());
-  return freed;
+  return Status::Ok();
 }
 
 Result<std::vector<ChunkId>> Index::DeleteFile(std::string_view key) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   DFS_RETURN_IF_ERROR(tx.Begin());
+  std::vector<ChunkId> freed;
+  DFS_RETURN_IF_ERROR(DeleteFileLocked(key, &freed));
+  DFS_RETURN_IF_ERROR(tx.Commit());
+  return freed;
+}
+
+Status Index::DeleteFileLocked(std::string_view key, std::vector<ChunkId>* freed) {
   Stmt old(db_, "SELECT key, mtime_ns, manifest FROM files WHERE key = ?1");
   DFS_RETURN_IF_ERROR(old.status("lookup"));
   old.Bind(1, key);
   DFS_ASSIGN_OR_RETURN(bool row, old.Step("lookup"));
   if (!row) return Status::NotFound(fmt::format("no such key: {}", key));
   DFS_ASSIGN_OR_RETURN(FileRecord prev, RecordFromRow(old, 0));
-  std::vector<ChunkId> freed;
-  DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, &freed));
+  DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, freed));
   Stmt del(db_, "DELETE FROM files WHERE key = ?1");
   DFS_RETURN_IF_ERROR(del.status("delete file"));
   del.Bind(1, key);
   DFS_ASSIGN_OR_RETURN(bool r, del.Step("delete file"));
   (void)r;
+  return Status::Ok();
+}
+
+Result<bool> Index::ApplyOp(const Op& op, std::vector<ChunkId>* freed,
+                            const std::function<std::uint64_t(const ChunkRef&)>& stored_size) {
+  DFS_RETURN_IF_ERROR(ValidateKey(op.key).WithContext("op"));
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  DFS_RETURN_IF_ERROR(tx.Begin());
+  // Each origin's ops are applied in sequence: a duplicate is ignored, a gap refused.
+  Stmt last(db_, "SELECT coalesce(max(seq), 0) FROM ops WHERE origin = ?1");
+  DFS_RETURN_IF_ERROR(last.status("op log"));
+  last.Bind(1, op.origin.bytes());
+  DFS_ASSIGN_OR_RETURN(bool lrow, last.Step("op log"));
+  std::uint64_t have = lrow ? static_cast<std::uint64_t>(last.Int(0)) : 0;
+  if (op.seq <= have) return false;
+  if (op.seq != have + 1) {
+    return Status::InvalidArgument(fmt::format(
+        "op {} from {} arrived before op {}", op.seq, op.origin.ToHex().substr(0, 8), have + 1));
+  }
+  Bytes encoded = op.Encode();
+  Stmt ins(db_, "INSERT INTO ops(origin, seq, op) VALUES(?1, ?2, ?3)");
+  DFS_RETURN_IF_ERROR(ins.status("op log"));
+  ins.Bind(1, op.origin.bytes());
+  ins.Bind(2, static_cast<std::int64_t>(op.seq));
+  ins.Bind(3, ByteSpan(encoded));
+  DFS_ASSIGN_OR_RETURN(bool r1, ins.Step("op log"));
+  (void)r1;
+
+  // Last writer wins per key, tombstones included.
+  Stmt cur(db_, "SELECT op FROM winners WHERE key = ?1");
+  DFS_RETURN_IF_ERROR(cur.status("op log"));
+  cur.Bind(1, op.key);
+  DFS_ASSIGN_OR_RETURN(bool crow, cur.Step("op log"));
+  if (crow) {
+    DFS_ASSIGN_OR_RETURN(Op current, Op::Decode(cur.Blob(0)));
+    if (!op.WinsOver(current)) {
+      DFS_RETURN_IF_ERROR(tx.Commit());
+      return true;  // recorded, but an older write
+    }
+  }
+  Stmt win(db_, "INSERT INTO winners(key, origin, seq, op) VALUES(?1, ?2, ?3, ?4) "
+                "ON CONFLICT(key) DO UPDATE SET origin = excluded.origin, seq = excluded.seq, "
+                "op = excluded.op");
+  DFS_RETURN_IF_ERROR(win.status("op log"));
+  win.Bind(1, op.key);
+  win.Bind(2, op.origin.bytes());
+  win.Bind(3, static_cast<std::int64_t>(op.seq));
+  win.Bind(4, ByteSpan(encoded));
+  DFS_ASSIGN_OR_RETURN(bool r2, win.Step("op log"));
+  (void)r2;
+  if (op.kind == Op::Kind::kPut) {
+    DFS_ASSIGN_OR_RETURN(Manifest m, Manifest::Decode(op.value));
+    DFS_RETURN_IF_ERROR(PutFileLocked(op.key, m, static_cast<std::int64_t>(op.time.wall_ns),
+                                      stored_size, freed));
+  } else {
+    Status s = DeleteFileLocked(op.key, freed);
+    if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
+  }
   DFS_RETURN_IF_ERROR(tx.Commit());
-  return freed;
+  return true;
+}
+
+Result<VersionVector> Index::Vector() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT origin, max(seq) FROM ops GROUP BY origin");
+  DFS_RETURN_IF_ERROR(s.status("op log"));
+  VersionVector v;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("op log"));
+    if (!row) break;
+    DFS_ASSIGN_OR_RETURN(NodeId origin, NodeId::FromBytes(s.Blob(0)));
+    v.Raise(origin, static_cast<std::uint64_t>(s.Int(1)));  // ApplyOp admits no gaps
+  }
+  return v;
+}
+
+Result<std::vector<Op>> Index::OpsSince(const NodeId& origin, std::uint64_t from_seq,
+                                        std::size_t limit) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT op FROM ops WHERE origin = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3");
+  DFS_RETURN_IF_ERROR(s.status("op log"));
+  s.Bind(1, origin.bytes());
+  s.Bind(2, static_cast<std::int64_t>(from_seq));
+  s.Bind(3, static_cast<std::int64_t>(limit));
+  std::vector<Op> ops;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("op log"));
+    if (!row) break;
+    DFS_ASSIGN_OR_RETURN(Op op, Op::Decode(s.Blob(0)));
+    ops.push_back(std::move(op));
+  }
+  return ops;
 }
 
 Status Index::List(std::string_view prefix, const std::function<bool(const FileRecord&)>& fn) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/manifest.h"
+#include "core/op_log.h"
 #include "core/status.h"
 
 struct sqlite3;
@@ -87,10 +88,29 @@ class Index {
   Result<std::vector<ChunkId>> PendingFree(std::size_t limit);
   Status ClearPendingFree(const std::vector<ChunkId>& ids);
 
+  // The replicated key index (docs/format.md, "op"). Applies one op in one
+  // transaction: it joins the op log, and if it is the newest write to its
+  // key (Op::WinsOver) the file row follows it — set for a put, removed for
+  // a delete — with reference counts as in PutFile/DeleteFile (chunks no
+  // longer referenced are appended to *freed and queued in pending_free).
+  // Each origin's ops must arrive in sequence: an op already applied
+  // returns false; one after a gap is kInvalidArgument.
+  Result<bool> ApplyOp(const Op& op, std::vector<ChunkId>* freed,
+                       const std::function<std::uint64_t(const ChunkRef&)>& stored_size);
+  // Highest op applied per origin: what to swap with a peer on connect.
+  Result<VersionVector> Vector();
+  // Up to `limit` ops of `origin` from `from_seq` on, in order: what a peer lacks.
+  Result<std::vector<Op>> OpsSince(const NodeId& origin, std::uint64_t from_seq, std::size_t limit);
+
  private:
   explicit Index(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
   Status DecrementRefs(const Manifest& manifest, std::vector<ChunkId>* freed);
+  // The bodies of PutFile and DeleteFile, inside a caller's transaction.
+  Status PutFileLocked(std::string_view key, const Manifest& manifest, std::int64_t mtime_ns,
+                       const std::function<std::uint64_t(const ChunkRef&)>& stored_size,
+                       std::vector<ChunkId>* freed);
+  Status DeleteFileLocked(std::string_view key, std::vector<ChunkId>* freed);
 
   std::mutex mu_;
   sqlite3* db_;

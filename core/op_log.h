@@ -61,6 +61,12 @@ class VersionVector {
   // not seen; anti-entropy streams each origin's ops in seq order. Returns
   // whether the vector moved.
   bool Advance(const NodeId& origin, std::uint64_t seq);
+  // Records everything up to `seq` from `origin` as applied, for a vector
+  // rebuilt from a log that is known to hold each origin's ops without gaps.
+  void Raise(const NodeId& origin, std::uint64_t seq) {
+    std::uint64_t& have = seen_[origin];
+    if (seq > have) have = seq;
+  }
   // For each origin where `other` is behind us: (origin, first seq it lacks).
   std::vector<std::pair<NodeId, std::uint64_t>> Missing(const VersionVector& other) const;
   const std::map<NodeId, std::uint64_t>& entries() const { return seen_; }

@@ -1,6 +1,10 @@
 #include "core/index.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
+#include <random>
+#include <set>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -127,6 +131,140 @@ TEST_F(IndexTest, GarbageFileIsReportedNotTrusted) {
   auto idx = Index::Open(dir_ / "junk.db");
   ASSERT_FALSE(idx.ok());
   EXPECT_EQ(idx.status().code(), ErrorCode::kCorrupt) << idx.status().ToString();
+}
+
+}  // namespace
+}  // namespace dfs::core
+
+namespace dfs::core {
+namespace {
+
+NodeId Origin(std::uint8_t b) {
+  std::array<std::uint8_t, NodeId::kSize> a{};
+  a.fill(b);
+  return NodeId(a);
+}
+
+// Ops from three origins, each origin's in sequence, on a handful of keys.
+std::vector<Op> OpHistory(std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<Op> ops;
+  std::uint64_t seqs[4] = {};
+  for (int i = 0; i < 120; ++i) {
+    auto o = static_cast<std::uint8_t>(1 + rng() % 3);
+    Op op;
+    op.origin = Origin(o);
+    op.seq = ++seqs[o];
+    op.time = {1000 + rng() % 50, static_cast<std::uint32_t>(rng() % 2)};
+    op.key = "dir/k" + std::to_string(rng() % 6);
+    op.kind = rng() % 4 == 0 ? Op::Kind::kDelete : Op::Kind::kPut;
+    if (op.kind == Op::Kind::kPut) op.value = Make({static_cast<std::uint8_t>(1 + rng() % 9)}).Encode();
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
+// Delivers `ops` keeping each origin's order but interleaving origins at random.
+std::vector<Op> Interleave(const std::vector<Op>& ops, std::uint32_t seed) {
+  std::map<NodeId, std::deque<Op>> per;
+  for (const Op& op : ops) per[op.origin].push_back(op);
+  std::mt19937 rng(seed);
+  std::vector<Op> out;
+  while (!per.empty()) {
+    auto it = per.begin();
+    std::advance(it, static_cast<long>(rng() % per.size()));
+    out.push_back(it->second.front());
+    it->second.pop_front();
+    if (it->second.empty()) per.erase(it);
+  }
+  return out;
+}
+
+std::map<std::string, Manifest> Files(Index& index) {
+  std::map<std::string, Manifest> files;
+  EXPECT_TRUE(index.List("", [&](const FileRecord& r) {
+                     files[r.key] = r.manifest;
+                     return true;
+                   }).ok());
+  return files;
+}
+
+TEST_F(IndexTest, ReplicasApplyingTheSameOpsConverge) {
+  for (std::uint32_t seed = 1; seed <= 8; ++seed) {
+    std::vector<Op> ops = OpHistory(seed);
+    KeyIndexState reference;
+    for (const Op& op : ops) reference.Apply(op);
+    std::map<std::string, Manifest> first;
+    for (int replica = 0; replica < 3; ++replica) {
+      testing::TempDir dir;
+      auto idx = Index::Open(dir / "r.db");
+      ASSERT_TRUE(idx.ok());
+      for (const Op& op : Interleave(ops, seed * 10 + static_cast<std::uint32_t>(replica))) {
+        std::vector<ChunkId> freed;
+        auto applied = (*idx)->ApplyOp(op, &freed, Sealed);
+        ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+        EXPECT_TRUE(*applied);
+      }
+      auto files = Files(**idx);
+      std::vector<std::string> keys;
+      for (const auto& [k, m] : files) {
+        keys.push_back(k);
+        EXPECT_EQ(m.Encode(), *reference.Lookup(k)) << k;
+      }
+      EXPECT_EQ(keys, reference.Keys()) << "seed " << seed << " replica " << replica;
+      if (replica == 0) first = files;
+      EXPECT_EQ(files, first);
+      // Reference counts follow the surviving manifests only.
+      std::set<ChunkId> live;
+      for (const auto& [k, m] : files) {
+        for (const ChunkRef& r : m.chunks) live.insert(r.id);
+      }
+      EXPECT_EQ((*idx)->Totals()->chunks, live.size());
+    }
+  }
+}
+
+TEST_F(IndexTest, OpsAreAppliedOnceAndInSequence) {
+  Op op;
+  op.origin = Origin(1);
+  op.seq = 1;
+  op.time = {10, 0};
+  op.key = "a";
+  op.value = Make({1}).Encode();
+  std::vector<ChunkId> freed;
+  EXPECT_TRUE(*index_->ApplyOp(op, &freed, Sealed));
+  EXPECT_FALSE(*index_->ApplyOp(op, &freed, Sealed)) << "a duplicate changes nothing";
+  Op gap = op;
+  gap.seq = 3;
+  auto r = index_->ApplyOp(gap, &freed, Sealed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
+  Op del = op;
+  del.seq = 2;
+  del.time = {20, 0};
+  del.kind = Op::Kind::kDelete;
+  del.value.clear();
+  EXPECT_TRUE(*index_->ApplyOp(del, &freed, Sealed));
+  EXPECT_FALSE(index_->Lookup("a")->has_value());
+  EXPECT_EQ(freed.size(), 1u);
+  // An older put from another origin arrives late: the tombstone holds.
+  Op late = op;
+  late.origin = Origin(2);
+  late.time = {15, 0};
+  EXPECT_TRUE(*index_->ApplyOp(late, &freed, Sealed));
+  EXPECT_FALSE(index_->Lookup("a")->has_value());
+
+  auto v = index_->Vector();
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->Get(Origin(1)), 2u);
+  EXPECT_EQ(v->Get(Origin(2)), 1u);
+  VersionVector empty;
+  EXPECT_EQ(v->Missing(empty).size(), 2u);
+  auto since = index_->OpsSince(Origin(1), 2, 10);
+  ASSERT_TRUE(since.ok());
+  ASSERT_EQ(since->size(), 1u);
+  EXPECT_EQ((*since)[0].kind, Op::Kind::kDelete);
+  EXPECT_EQ(index_->OpsSince(Origin(1), 1, 10)->size(), 2u);
 }
 
 }  // namespace
