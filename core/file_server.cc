@@ -54,11 +54,6 @@ namespace {
 constexpr char kCleanShutdown[] = "clean_shutdown";
 constexpr char kKeyCheck[] = "key_check";
 
-std::int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::size_t WorkerCount(const FileServerOptions& o) {
   if (o.workers > 0) return o.workers;
@@ -122,6 +117,9 @@ Result<std::unique_ptr<FileServer>> FileServer::Open(const std::filesystem::path
                        DirLock::Acquire(dir / "lock", options.lock_timeout));
   DFS_ASSIGN_OR_RETURN(std::unique_ptr<DiskChunkStore> store, DiskChunkStore::Open(dir / "chunks"));
   DFS_ASSIGN_OR_RETURN(std::unique_ptr<Index> index, Index::Open(dir / "index.db"));
+  if (!options.node_id.has_value()) {
+    DFS_ASSIGN_OR_RETURN(options.node_id, LoadOrCreateNodeId((dir / "node-id").string()));
+  }
   std::unique_ptr<FileServer> fs(
       new FileServer(std::move(store), std::move(index), key, std::move(options)));
   fs->lock_ = std::move(lock);
@@ -146,7 +144,8 @@ FileServer::FileServer(std::unique_ptr<ChunkStore> store, std::unique_ptr<Index>
       crypto_(key),
       chunker_(crypto_.chunker_seed(), options.chunker),
       options_(std::move(options)),
-      pool_(WorkerCount(options_)) {
+      pool_(WorkerCount(options_)),
+      node_id_(options_.node_id.value_or(NodeId::Random())) {
   if (options_.pipeline_depth == 0) options_.pipeline_depth = 1;
 }
 
@@ -300,10 +299,7 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
   if (failed.ok()) failed = store_->Sync();
   std::vector<ChunkId> freed;
   if (failed.ok()) {
-    Result<std::vector<ChunkId>> r =
-        index_->PutFile(key, manifest, NowNs(), [](const ChunkRef& ref) {
-          return static_cast<std::uint64_t>(ref.size) + VolumeCrypto::kOverhead;
-        });
+    Result<std::vector<ChunkId>> r = CommitLocalOp(Op::Kind::kPut, key, &manifest);
     if (r.ok()) {
       freed = std::move(r).value();
     } else {
@@ -320,6 +316,33 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
     DFS_RETURN_IF_ERROR(index_->ClearPendingFree(freed));
   }
   return Status::Ok();
+}
+
+Result<std::vector<ChunkId>> FileServer::CommitLocalOp(Op::Kind kind, std::string_view key,
+                                                       const Manifest* manifest) {
+  std::lock_guard lock(op_mu_);
+  if (kind == Op::Kind::kDelete) {
+    DFS_ASSIGN_OR_RETURN(std::optional<FileRecord> rec, index_->Lookup(key));
+    if (!rec.has_value()) return Status::NotFound(fmt::format("no such key: {}", key));
+  }
+  if (next_seq_ == 0) {
+    DFS_ASSIGN_OR_RETURN(VersionVector v, index_->Vector());
+    next_seq_ = v.Get(node_id_) + 1;
+  }
+  Op op;
+  op.time = clock_.Now();
+  op.origin = node_id_;
+  op.seq = next_seq_;
+  op.kind = kind;
+  op.key = std::string(key);
+  if (manifest != nullptr) op.value = manifest->Encode();
+  std::vector<ChunkId> freed;
+  DFS_ASSIGN_OR_RETURN(bool applied, index_->ApplyOp(op, &freed, [](const ChunkRef& ref) {
+    return static_cast<std::uint64_t>(ref.size) + VolumeCrypto::kOverhead;
+  }));
+  if (!applied) return Status::Io("local op was already in the log (node id reused?)");
+  ++next_seq_;
+  return freed;
 }
 
 Result<FileRecord> FileServer::LookupExisting(std::string_view key) {
@@ -410,7 +433,7 @@ Result<std::size_t> FileServer::ReadAt(std::string_view key, std::uint64_t offse
 
 Status FileServer::Delete(std::string_view key) {
   DFS_RETURN_IF_ERROR(ValidateKey(key));
-  DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, index_->DeleteFile(key));
+  DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitLocalOp(Op::Kind::kDelete, key, nullptr));
   DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
   return index_->ClearPendingFree(freed);
 }

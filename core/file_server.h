@@ -2,7 +2,8 @@
 // Has(key) — over a chunk store, the index and the volume key.
 //
 // Store streams: read -> content-defined chunks -> (on the worker pool) id,
-// seal, chunk store put -> one index transaction that commits the manifest.
+// seal, chunk store put -> one index transaction that commits the manifest
+// as the next op of this node's op log (Index::ApplyOp), ready to replicate.
 // At most `pipeline_depth` chunks are in flight, so memory is bounded by
 // configuration (about 2 * depth * max chunk size), never by the file.
 // Chunks are shared between files (dedup by id) and removed from the chunk
@@ -30,6 +31,8 @@
 
 #include "core/chunk_store.h"
 #include "core/chunker.h"
+#include "core/hlc.h"
+#include "core/node_id.h"
 #include "core/index.h"
 #include "core/io.h"
 #include "core/key_file.h"
@@ -40,6 +43,8 @@
 namespace dfs::core {
 
 struct FileServerOptions {
+  // This node's identity in the op log; Open() uses DIR/node-id when unset.
+  std::optional<NodeId> node_id;
   ChunkerParams chunker;
   std::size_t pipeline_depth = 4;  // chunks in flight per Store / Get
   std::size_t workers = 0;         // 0: one per core, at least 2
@@ -103,6 +108,8 @@ class FileServer {
   Result<FileInfo> Stat(std::string_view key);
 
   Result<IndexTotals> Totals() { return index_->Totals(); }
+  const NodeId& node_id() const { return node_id_; }
+  Index& index() { return *index_; }
   Result<StoreUsage> Usage() { return store_->Usage(); }
 
   ChunkStore& chunk_store() { return *store_; }
@@ -124,6 +131,10 @@ class FileServer {
   void Unpin(const std::vector<ChunkId>& ids);
   // Reads, verifies and decrypts chunk `index` of `rec` into `*out`.
   Status FetchChunk(const FileRecord& rec, std::size_t index, Bytes* sealed, Bytes* out);
+  // Records a local write as the next op of this node's log and applies it
+  // (one index transaction). Returns the chunks it freed.
+  Result<std::vector<ChunkId>> CommitLocalOp(Op::Kind kind, std::string_view key,
+                                             const Manifest* manifest);
   Result<FileRecord> LookupExisting(std::string_view key);
 
   std::unique_ptr<DirLock> lock_;
@@ -133,6 +144,11 @@ class FileServer {
   Chunker chunker_;
   FileServerOptions options_;
   WorkerPool pool_;
+
+  NodeId node_id_;
+  HybridClock clock_;
+  std::mutex op_mu_;  // local ops take sequence numbers in commit order
+  std::uint64_t next_seq_ = 0;  // 0: not read from the index yet
 
   std::mutex gc_mu_;  // guards pinned_ and serializes chunk removal with pinning
   std::unordered_map<ChunkId, int, ChunkIdHash> pinned_;

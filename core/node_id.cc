@@ -1,5 +1,8 @@
 #include "core/node_id.h"
 
+#include <cstdio>
+#include <fstream>
+
 #include <cryptopp/osrng.h>
 #include <fmt/format.h>
 
@@ -31,6 +34,26 @@ Result<NodeId> NodeId::FromHex(std::string_view hex) {
   padded.append(ChunkId::kHexSize - padded.size(), '0');
   DFS_ASSIGN_OR_RETURN(ChunkId parsed, ChunkId::FromHex(padded));
   return FromBytes(parsed.bytes().first(kSize));
+}
+
+Result<NodeId> LoadOrCreateNodeId(const std::string& path) {
+  std::ifstream in(path);
+  if (in) {
+    std::string hex;
+    in >> hex;
+    Result<NodeId> id = NodeId::FromHex(hex);
+    if (!id.ok()) return id.status().WithContext(path);
+    return id;
+  }
+  NodeId id = NodeId::Random();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id.ToHex() << "\n";
+    if (!out.flush()) return ErrnoStatus(errno, "write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "rename " + tmp);
+  return id;
 }
 
 }  // namespace dfs::core

@@ -35,6 +35,10 @@ class NodeId {
   std::array<std::uint8_t, kSize> bytes_{};
 };
 
+// Reads a node id (hex, one line) from `path`, or makes a random one and
+// writes it there atomically. The FileServer and dfsd share DIR/node-id.
+Result<NodeId> LoadOrCreateNodeId(const std::string& path);
+
 struct NodeIdHash {
   std::size_t operator()(const NodeId& id) const {
     std::size_t h;

@@ -287,3 +287,88 @@ TEST(FileServerMemoryTest, WorksOverAMemoryStore) {
 
 }  // namespace
 }  // namespace dfs::core
+
+namespace dfs::core {
+namespace {
+
+// Local writes become this node's ops; another replica that applies them
+// (and holds the chunks) serves the same files.
+TEST(FileServerOpsTest, LocalWritesBecomeOpsThatAnotherReplicaApplies) {
+  testing::TempDir dir;
+  auto make = [&](const std::string& name, std::uint8_t id) {
+    FileServerOptions o = SmallChunks();
+    std::array<std::uint8_t, NodeId::kSize> raw{};
+    raw.fill(id);
+    o.node_id = NodeId(raw);
+    auto index = Index::Open(dir / (name + ".db"));
+    EXPECT_TRUE(index.ok());
+    auto fs = FileServer::Create(std::make_unique<MemoryChunkStore>(), std::move(index).value(),
+                                 TestKey(), o);
+    EXPECT_TRUE(fs.ok());
+    return std::move(fs).value();
+  };
+  auto a = make("a", 1), b = make("b", 2);
+  auto put = [](FileServer& fs, std::string_view key, const Bytes& data) {
+    MemoryReader r(data);
+    ASSERT_TRUE(fs.Store(key, r).ok());
+  };
+  auto ship = [](FileServer& from, FileServer& to) {  // chunks, then ops
+    ASSERT_TRUE(from.chunk_store().ForEach([&](const ChunkId& id, std::uint64_t) {
+                      Bytes sealed;
+                      EXPECT_TRUE(from.chunk_store().Get(id, &sealed).ok());
+                      EXPECT_TRUE(to.chunk_store().Put(id, sealed).ok());
+                      return true;
+                    }).ok());
+    auto ops = from.index().OpsSince(from.node_id(), 1, 1000);
+    ASSERT_TRUE(ops.ok());
+    for (const Op& op : *ops) {
+      std::vector<ChunkId> freed;
+      auto r = to.index().ApplyOp(op, &freed, [](const ChunkRef& c) { return c.size + 32ull; });
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+    }
+  };
+  Bytes x = testing::RandomBytes(700000, 11), y = testing::RandomBytes(300000, 12);
+  put(*a, "x", x);
+  put(*a, "y", y);
+  ASSERT_TRUE(a->Delete("y").ok());
+  auto ops = a->index().OpsSince(a->node_id(), 1, 100);
+  ASSERT_TRUE(ops.ok());
+  ASSERT_EQ(ops->size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ((*ops)[i].seq, i + 1);
+  EXPECT_EQ((*ops)[2].kind, Op::Kind::kDelete);
+  EXPECT_LT((*ops)[0].time, (*ops)[1].time);
+
+  ship(*a, *b);
+  MemoryWriter w;
+  ASSERT_TRUE(b->Get("x", w).ok());
+  EXPECT_TRUE(w.data() == x);
+  EXPECT_FALSE(*b->Has("y"));
+
+  // And back: b's own write is b's op 1, which a applies.
+  put(*b, "z", y);
+  auto bops = b->index().OpsSince(b->node_id(), 1, 100);
+  ASSERT_EQ(bops->size(), 1u);
+  EXPECT_EQ((*bops)[0].origin, b->node_id());
+  ship(*b, *a);
+  EXPECT_TRUE(*a->Has("z"));
+  auto va = a->index().Vector(), vb = b->index().Vector();
+  EXPECT_EQ(va->Get(a->node_id()), 3u);
+  EXPECT_EQ(va->Get(b->node_id()), 1u);
+  EXPECT_TRUE(vb->Missing(*va).empty()) << "b has all it gave a";
+}
+
+TEST(FileServerOpsTest, SequenceNumbersSurviveReopen) {
+  testing::TempDir dir;
+  Bytes data = testing::RandomBytes(1000, 3);
+  for (int round = 0; round < 3; ++round) {
+    auto fs = FileServer::Open(dir.path(), TestKey(), SmallChunks());
+    ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+    MemoryReader r(data);
+    ASSERT_TRUE((*fs)->Store("k" + std::to_string(round), r).ok());
+    auto v = (*fs)->index().Vector();
+    EXPECT_EQ(v->Get((*fs)->node_id()), static_cast<std::uint64_t>(round + 1));
+  }
+}
+
+}  // namespace
+}  // namespace dfs::core

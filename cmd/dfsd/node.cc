@@ -20,26 +20,6 @@ using local = asio::local::stream_protocol;
 
 namespace {
 
-core::Result<core::NodeId> LoadOrCreateNodeId(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (in) {
-    std::string hex;
-    in >> hex;
-    auto id = core::NodeId::FromHex(hex);
-    if (!id.ok()) return id.status().WithContext(path.string());
-    return id;
-  }
-  core::NodeId id = core::NodeId::Random();
-  std::string tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << id.ToHex() << "\n";
-    if (!out.flush()) return core::ErrnoStatus(errno, "write " + tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return core::ErrnoStatus(errno, "rename " + tmp);
-  return id;
-}
-
 std::string Iso(std::chrono::system_clock::time_point t) {
   if (t.time_since_epoch().count() == 0) return "";
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
@@ -58,7 +38,7 @@ core::Status Node::Start() {
     if (ec) return core::ErrnoStatus(ec.value(), "create " + config_.data_dir.string());
     ::chmod(config_.data_dir.c_str(), 0700);
   }
-  DFS_ASSIGN_OR_RETURN(id_, LoadOrCreateNodeId(config_.data_dir / "node-id"));
+  DFS_ASSIGN_OR_RETURN(id_, core::LoadOrCreateNodeId((config_.data_dir / "node-id").string()));
   DFS_ASSIGN_OR_RETURN(store_, core::DiskChunkStore::Open(config_.data_dir / "chunks"));
 
   mesh_ = std::make_unique<net::Mesh>(io_, id_, config_.network_key, net::MeshOptions{});
