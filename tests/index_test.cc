@@ -139,12 +139,6 @@ TEST_F(IndexTest, GarbageFileIsReportedNotTrusted) {
 namespace dfs::core {
 namespace {
 
-NodeId Origin(std::uint8_t b) {
-  std::array<std::uint8_t, NodeId::kSize> a{};
-  a.fill(b);
-  return NodeId(a);
-}
-
 // Ops from three origins, each origin's in sequence, on a handful of keys.
 std::vector<Op> OpHistory(std::uint32_t seed) {
   std::mt19937 rng(seed);
@@ -153,7 +147,7 @@ std::vector<Op> OpHistory(std::uint32_t seed) {
   for (int i = 0; i < 120; ++i) {
     auto o = static_cast<std::uint8_t>(1 + rng() % 3);
     Op op;
-    op.origin = Origin(o);
+    op.origin = testing::TestNodeId(o);
     op.seq = ++seqs[o];
     op.time = {1000 + rng() % 50, static_cast<std::uint32_t>(rng() % 2)};
     op.key = "dir/k" + std::to_string(rng() % 6);
@@ -226,7 +220,7 @@ TEST_F(IndexTest, ReplicasApplyingTheSameOpsConverge) {
 
 TEST_F(IndexTest, OpsAreAppliedOnceAndInSequence) {
   Op op;
-  op.origin = Origin(1);
+  op.origin = testing::TestNodeId(1);
   op.seq = 1;
   op.time = {10, 0};
   op.key = "a";
@@ -249,22 +243,22 @@ TEST_F(IndexTest, OpsAreAppliedOnceAndInSequence) {
   EXPECT_EQ(freed.size(), 1u);
   // An older put from another origin arrives late: the tombstone holds.
   Op late = op;
-  late.origin = Origin(2);
+  late.origin = testing::TestNodeId(2);
   late.time = {15, 0};
   EXPECT_TRUE(*index_->ApplyOp(late, &freed, Sealed));
   EXPECT_FALSE(index_->Lookup("a")->has_value());
 
   auto v = index_->Vector();
   ASSERT_TRUE(v.ok());
-  EXPECT_EQ(v->Get(Origin(1)), 2u);
-  EXPECT_EQ(v->Get(Origin(2)), 1u);
+  EXPECT_EQ(v->Get(testing::TestNodeId(1)), 2u);
+  EXPECT_EQ(v->Get(testing::TestNodeId(2)), 1u);
   VersionVector empty;
   EXPECT_EQ(v->Missing(empty).size(), 2u);
-  auto since = index_->OpsSince(Origin(1), 2, 10);
+  auto since = index_->OpsSince(testing::TestNodeId(1), 2, 10);
   ASSERT_TRUE(since.ok());
   ASSERT_EQ(since->size(), 1u);
   EXPECT_EQ((*since)[0].kind, Op::Kind::kDelete);
-  EXPECT_EQ(index_->OpsSince(Origin(1), 1, 10)->size(), 2u);
+  EXPECT_EQ(index_->OpsSince(testing::TestNodeId(1), 1, 10)->size(), 2u);
 }
 
 }  // namespace

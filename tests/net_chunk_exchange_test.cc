@@ -20,18 +20,6 @@ namespace {
 
 using namespace testing_net;
 
-core::NodeId Id(std::uint8_t b) {
-  std::array<std::uint8_t, core::NodeId::kSize> a{};
-  a.fill(b);
-  return core::NodeId(a);
-}
-
-core::ChunkId Chunk(std::uint32_t n) {
-  std::array<std::uint8_t, core::ChunkId::kSize> a{};
-  for (int i = 0; i < 4; ++i) a[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
-  return core::ChunkId(a);
-}
-
 struct TcpNode {
   core::MemoryChunkStore store;
   std::unique_ptr<Mesh> mesh;
@@ -48,7 +36,7 @@ class ChunkExchangeTest : public ::testing::Test {
       MeshOptions o;
       o.dialer.connection = Fast();
       o.dialer.backoff_min = 50ms;
-      node->mesh = std::make_unique<Mesh>(io_, Id(static_cast<std::uint8_t>(i + 1)), Key(1), o);
+      node->mesh = std::make_unique<Mesh>(io_, testing::TestNodeId(static_cast<std::uint8_t>(i + 1)), Key(1), o);
       ASSERT_FALSE(node->mesh->Listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)));
       node->server = std::make_unique<ChunkServer>(io_, *node->mesh, node->store);
       node->network = std::make_unique<MeshPeerNetwork>(io_, *node->mesh);
@@ -93,11 +81,11 @@ TEST_F(ChunkExchangeTest, PutReplicatesToHoldersOverTcp) {
   Build(3, 3);
   for (std::uint32_t i = 0; i < 10; ++i) {
     core::Bytes data = testing::RandomBytes(100000 + i, i);
-    core::Status s = nodes_[0]->replicated->Put(Chunk(i), data);
+    core::Status s = nodes_[0]->replicated->Put(testing::TestChunkId(i), data);
     ASSERT_TRUE(s.ok()) << s.ToString();
     for (auto& node : nodes_) {
       core::Bytes out;
-      ASSERT_TRUE(node->store.Get(Chunk(i), &out).ok());
+      ASSERT_TRUE(node->store.Get(testing::TestChunkId(i), &out).ok());
       EXPECT_EQ(out, data);
     }
   }
@@ -106,19 +94,19 @@ TEST_F(ChunkExchangeTest, PutReplicatesToHoldersOverTcp) {
 TEST_F(ChunkExchangeTest, ANodeWithoutACopyFetchesItFromAPeer) {
   Build(3, 1);
   // R = 1: node 0 keeps its copy and places one on the top-ranked holder.
-  std::vector<core::NodeId> members = {Id(1), Id(2), Id(3)};
+  std::vector<core::NodeId> members = {testing::TestNodeId(1), testing::TestNodeId(2), testing::TestNodeId(3)};
   std::uint32_t chosen = 0;
   for (std::uint32_t i = 0; i < 1000; ++i) {
-    if (core::Holders(Chunk(i), members, 1)[0] == Id(2)) {
+    if (core::Holders(testing::TestChunkId(i), members, 1)[0] == testing::TestNodeId(2)) {
       chosen = i;
       break;
     }
   }
   core::Bytes data = testing::RandomBytes(4 << 20, 77);  // a full-size chunk
-  ASSERT_TRUE(nodes_[0]->replicated->Put(Chunk(chosen), data).ok());
-  EXPECT_FALSE(*nodes_[2]->store.Has(Chunk(chosen)));
+  ASSERT_TRUE(nodes_[0]->replicated->Put(testing::TestChunkId(chosen), data).ok());
+  EXPECT_FALSE(*nodes_[2]->store.Has(testing::TestChunkId(chosen)));
   core::Bytes out;
-  core::Status s = nodes_[2]->replicated->Get(Chunk(chosen), &out);
+  core::Status s = nodes_[2]->replicated->Get(testing::TestChunkId(chosen), &out);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(out, data);
 }
@@ -126,7 +114,7 @@ TEST_F(ChunkExchangeTest, ANodeWithoutACopyFetchesItFromAPeer) {
 TEST_F(ChunkExchangeTest, MissingEverywhereIsNotFound) {
   Build(2, 2);
   core::Bytes out;
-  core::Status s = nodes_[1]->replicated->Get(Chunk(999), &out);
+  core::Status s = nodes_[1]->replicated->Get(testing::TestChunkId(999), &out);
   EXPECT_EQ(s.code(), core::ErrorCode::kNotFound) << s.ToString();
 }
 

@@ -2,18 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/test_util.h"
+
 #include "tests/net_test_util.h"
 
 namespace dfs::net {
 namespace {
 
 using namespace testing_net;
-
-core::NodeId Id(std::uint8_t b) {
-  std::array<std::uint8_t, core::NodeId::kSize> a{};
-  a.fill(b);
-  return core::NodeId(a);
-}
 
 MeshOptions Opts() {
   MeshOptions o;
@@ -24,7 +20,7 @@ MeshOptions Opts() {
 }
 
 std::unique_ptr<Mesh> Node(asio::io_context& io, std::uint8_t id, NetworkKey key = Key(1)) {
-  auto m = std::make_unique<Mesh>(io, Id(id), key, Opts());
+  auto m = std::make_unique<Mesh>(io, testing::TestNodeId(id), key, Opts());
   EXPECT_FALSE(m->Listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)));
   return m;
 }
@@ -60,16 +56,16 @@ TEST(MeshTest, BroadcastReachesEveryLivePeerOnce) {
   std::map<core::NodeId, int> got;
   auto count = [&](const core::NodeId& me) {
     return [&, me](const core::NodeId& from, Connection&, Frame f) {
-      if (f.type == FrameType::kRequest && from == Id(1)) ++got[me];
+      if (f.type == FrameType::kRequest && from == testing::TestNodeId(1)) ++got[me];
     };
   };
   b->OnFrame(count(b->self()));
   c->OnFrame(count(c->self()));
   EXPECT_EQ(a->Broadcast(Req("hello all")), 2u);
-  ASSERT_TRUE(RunUntil(io, [&] { return got[Id(2)] == 1 && got[Id(3)] == 1; }));
+  ASSERT_TRUE(RunUntil(io, [&] { return got[testing::TestNodeId(2)] == 1 && got[testing::TestNodeId(3)] == 1; }));
   RunUntil(io, [] { return false; }, 100ms);
-  EXPECT_EQ(got[Id(2)], 1);
-  EXPECT_EQ(got[Id(3)], 1);
+  EXPECT_EQ(got[testing::TestNodeId(2)], 1);
+  EXPECT_EQ(got[testing::TestNodeId(3)], 1);
 }
 
 TEST(MeshTest, AStoppedNodeIsSeenAsDeadAndAWrongKeyNeverJoins) {
@@ -92,7 +88,7 @@ TEST(MeshTest, PendingHandshakesAreCapped) {
   asio::io_context io;
   MeshOptions o = Opts();
   o.max_pending_handshakes = 3;
-  Mesh a(io, Id(1), Key(1), o);
+  Mesh a(io, testing::TestNodeId(1), Key(1), o);
   ASSERT_FALSE(a.Listen(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)));
   std::vector<std::unique_ptr<tcp::socket>> strangers;
   for (int i = 0; i < 10; ++i) {  // connect and say nothing

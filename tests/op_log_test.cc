@@ -12,16 +12,10 @@
 namespace dfs::core {
 namespace {
 
-NodeId Node(std::uint8_t b) {
-  std::array<std::uint8_t, NodeId::kSize> a{};
-  a.fill(b);
-  return NodeId(a);
-}
-
 Op MakeOp(std::uint8_t node, std::uint64_t seq, HlcTime t, std::string key, std::string value) {
   Op op;
   op.time = t;
-  op.origin = Node(node);
+  op.origin = testing::TestNodeId(node);
   op.seq = seq;
   op.kind = value.empty() ? Op::Kind::kDelete : Op::Kind::kPut;
   op.key = std::move(key);
@@ -76,19 +70,19 @@ TEST(OpLogTest, LastWriterWinsAndTombstonesHold) {
 
 TEST(OpLogTest, VersionVectorsFindWhatAPeerLacks) {
   VersionVector mine, theirs;
-  for (std::uint64_t s = 1; s <= 5; ++s) EXPECT_TRUE(mine.Advance(Node(1), s));
-  for (std::uint64_t s = 1; s <= 2; ++s) EXPECT_TRUE(mine.Advance(Node(2), s));
-  for (std::uint64_t s = 1; s <= 3; ++s) EXPECT_TRUE(theirs.Advance(Node(1), s));
-  EXPECT_TRUE(theirs.Advance(Node(3), 1));
-  EXPECT_FALSE(mine.Advance(Node(1), 7)) << "a gap must not advance the vector";
-  EXPECT_EQ(mine.Get(Node(1)), 5u);
+  for (std::uint64_t s = 1; s <= 5; ++s) EXPECT_TRUE(mine.Advance(testing::TestNodeId(1), s));
+  for (std::uint64_t s = 1; s <= 2; ++s) EXPECT_TRUE(mine.Advance(testing::TestNodeId(2), s));
+  for (std::uint64_t s = 1; s <= 3; ++s) EXPECT_TRUE(theirs.Advance(testing::TestNodeId(1), s));
+  EXPECT_TRUE(theirs.Advance(testing::TestNodeId(3), 1));
+  EXPECT_FALSE(mine.Advance(testing::TestNodeId(1), 7)) << "a gap must not advance the vector";
+  EXPECT_EQ(mine.Get(testing::TestNodeId(1)), 5u);
   auto missing = mine.Missing(theirs);
   ASSERT_EQ(missing.size(), 2u);
-  EXPECT_EQ(missing[0], std::make_pair(Node(1), std::uint64_t{4}));
-  EXPECT_EQ(missing[1], std::make_pair(Node(2), std::uint64_t{1}));
+  EXPECT_EQ(missing[0], std::make_pair(testing::TestNodeId(1), std::uint64_t{4}));
+  EXPECT_EQ(missing[1], std::make_pair(testing::TestNodeId(2), std::uint64_t{1}));
   auto back = theirs.Missing(mine);
   ASSERT_EQ(back.size(), 1u);
-  EXPECT_EQ(back[0], std::make_pair(Node(3), std::uint64_t{1}));
+  EXPECT_EQ(back[0], std::make_pair(testing::TestNodeId(3), std::uint64_t{1}));
   EXPECT_TRUE(mine.Contains(MakeOp(1, 5, {}, "x", "y")));
   EXPECT_FALSE(mine.Contains(MakeOp(1, 6, {}, "x", "y")));
 }

@@ -13,25 +13,12 @@
 namespace dfs::core {
 namespace {
 
-NodeId Node(std::uint8_t b) {
-  std::array<std::uint8_t, NodeId::kSize> a{};
-  a.fill(b);
-  return NodeId(a);
-}
-
-ChunkId Chunk(std::uint32_t n) {
-  std::array<std::uint8_t, ChunkId::kSize> a{};
-  for (int i = 0; i < 4; ++i) a[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
-  a[31] = 0x42;
-  return ChunkId(a);
-}
-
 // A cluster of `n` nodes with memory stores and replicated views.
 struct Cluster {
   explicit Cluster(int n, std::size_t replicas, ReplicatedChunkStore::Verifier verify = {},
                    std::size_t cache = 64 << 20) {
     for (int i = 0; i < n; ++i) {
-      NodeId id = Node(static_cast<std::uint8_t>(i + 1));
+      NodeId id = testing::TestNodeId(static_cast<std::uint8_t>(i + 1));
       ids.push_back(id);
       stores.push_back(std::make_unique<MemoryChunkStore>());
       net.Join(id, stores.back().get());
@@ -60,8 +47,8 @@ struct Cluster {
 TEST(ReplicatedChunkStoreTest, ThreeNodesHoldEveryChunk) {
   Cluster c(3, 3);
   for (std::uint32_t i = 0; i < 20; ++i) {
-    ASSERT_TRUE(c.nodes[0]->Put(Chunk(i), testing::RandomBytes(1000, i)).ok());
-    EXPECT_EQ(c.CopiesOf(Chunk(i)), 3);
+    ASSERT_TRUE(c.nodes[0]->Put(testing::TestChunkId(i), testing::RandomBytes(1000, i)).ok());
+    EXPECT_EQ(c.CopiesOf(testing::TestChunkId(i)), 3);
   }
 }
 
@@ -69,12 +56,12 @@ TEST(ReplicatedChunkStoreTest, ChunksLandOnTheirHoldersAndSurviveTheWriter) {
   Cluster c(5, 2);
   for (std::uint32_t i = 0; i < 30; ++i) {
     Bytes data = testing::RandomBytes(2000, i);
-    ASSERT_TRUE(c.nodes[0]->Put(Chunk(i), data).ok());
-    std::vector<NodeId> holders = Holders(Chunk(i), c.ids, 2);
+    ASSERT_TRUE(c.nodes[0]->Put(testing::TestChunkId(i), data).ok());
+    std::vector<NodeId> holders = Holders(testing::TestChunkId(i), c.ids, 2);
     for (std::size_t n = 0; n < c.ids.size(); ++n) {
       bool holder = std::find(holders.begin(), holders.end(), c.ids[n]) != holders.end();
       bool writer = n == 0;
-      EXPECT_EQ(*c.stores[n]->Has(Chunk(i)), holder || writer) << "chunk " << i << " node " << n;
+      EXPECT_EQ(*c.stores[n]->Has(testing::TestChunkId(i)), holder || writer) << "chunk " << i << " node " << n;
     }
   }
   // The writer is lost: every other node still reads every chunk.
@@ -82,7 +69,7 @@ TEST(ReplicatedChunkStoreTest, ChunksLandOnTheirHoldersAndSurviveTheWriter) {
   for (std::uint32_t i = 0; i < 30; ++i) {
     for (std::size_t n = 1; n < c.ids.size(); ++n) {
       Bytes out;
-      Status s = c.nodes[n]->Get(Chunk(i), &out);
+      Status s = c.nodes[n]->Get(testing::TestChunkId(i), &out);
       ASSERT_TRUE(s.ok()) << s.ToString();
       EXPECT_EQ(out, testing::RandomBytes(2000, i));
     }
@@ -94,7 +81,7 @@ TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
   c.net.SetAlive(c.ids[1], false);
   c.net.SetAlive(c.ids[2], false);
   // Alone: a quorum of one, and it is met.
-  EXPECT_TRUE(c.nodes[0]->Put(Chunk(1), AsBytes("alone")).ok());
+  EXPECT_TRUE(c.nodes[0]->Put(testing::TestChunkId(1), AsBytes("alone")).ok());
   // Members that look alive but cannot store: the quorum of two is missed.
   c.net.SetAlive(c.ids[1], true);
   class Refusing final : public PeerNetwork {
@@ -113,7 +100,7 @@ TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
     PeerNetwork& inner_;
   } refusing(*c.views[0]);
   ReplicatedChunkStore writer(*c.stores[0], refusing, ReplicationOptions{});
-  Status s = writer.Put(Chunk(2), AsBytes("needs two copies"));
+  Status s = writer.Put(testing::TestChunkId(2), AsBytes("needs two copies"));
   EXPECT_EQ(s.code(), ErrorCode::kUnavailable) << s.ToString();
   EXPECT_NE(s.message().find("1 of 2"), std::string::npos) << s.ToString();
   EXPECT_NE(s.message().find("peer disk full"), std::string::npos) << s.ToString();
@@ -125,7 +112,7 @@ TEST(ReplicatedChunkStoreTest, ABadCopyIsSkippedForAGoodOne) {
     return Bytes(b.begin(), b.end()) == good ? Status::Ok() : Status::Corrupt("forged");
   };
   Cluster c(4, 3, verify);
-  ChunkId id = Chunk(7);
+  ChunkId id = testing::TestChunkId(7);
   ASSERT_TRUE(c.nodes[0]->Put(id, good).ok());
   // Corrupt the copy of the best-ranked holder other than the writer; the
   // reader is a node with no copy.
@@ -152,7 +139,7 @@ TEST(ReplicatedChunkStoreTest, ABadCopyIsSkippedForAGoodOne) {
 TEST(ReplicatedChunkStoreTest, MissingEverywhereIsNotFound) {
   Cluster c(3, 3);
   Bytes out;
-  Status s = c.nodes[1]->Get(Chunk(99), &out);
+  Status s = c.nodes[1]->Get(testing::TestChunkId(99), &out);
   EXPECT_EQ(s.code(), ErrorCode::kNotFound) << s.ToString();
   EXPECT_TRUE(out.empty());
 }
@@ -162,8 +149,8 @@ TEST(ReplicatedChunkStoreTest, FetchedChunksAreCachedWithinTheBound) {
   // R=1: node 0 writes, and at most one other node holds each chunk.
   std::vector<ChunkId> remote;
   for (std::uint32_t i = 0; remote.size() < 5 && i < 1000; ++i) {
-    ASSERT_TRUE(c.nodes[0]->Put(Chunk(i), testing::RandomBytes(3000, i)).ok());
-    if (!*c.stores[2]->Has(Chunk(i))) remote.push_back(Chunk(i));
+    ASSERT_TRUE(c.nodes[0]->Put(testing::TestChunkId(i), testing::RandomBytes(3000, i)).ok());
+    if (!*c.stores[2]->Has(testing::TestChunkId(i))) remote.push_back(testing::TestChunkId(i));
   }
   ASSERT_EQ(remote.size(), 5u);
   Bytes out;

@@ -47,6 +47,18 @@ core::Bytes RandomBytes(std::size_t size, std::uint64_t seed) {
   return out;
 }
 
+core::NodeId TestNodeId(std::uint8_t b) {
+  std::array<std::uint8_t, core::NodeId::kSize> a{};
+  a.fill(b);
+  return core::NodeId(a);
+}
+
+core::ChunkId TestChunkId(std::uint32_t n) {
+  std::array<std::uint8_t, core::ChunkId::kSize> a{};
+  for (int i = 0; i < 4; ++i) a[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
+  return core::ChunkId(a);
+}
+
 void WriteFile(const std::filesystem::path& path, core::ByteSpan data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   ASSERT_TRUE(f) << "cannot write " << path;

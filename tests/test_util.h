@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/chunk_id.h"
+#include "core/node_id.h"
 
 namespace dfs::testing {
 
@@ -27,6 +29,10 @@ class TempDir {
 
 // Deterministic pseudo-random bytes (xorshift) from `seed`.
 core::Bytes RandomBytes(std::size_t size, std::uint64_t seed);
+
+// A node id of 16 bytes `b`, and a chunk id whose first 4 bytes are `n`.
+core::NodeId TestNodeId(std::uint8_t b);
+core::ChunkId TestChunkId(std::uint32_t n);
 
 // Writes / reads a whole file; aborts the test on failure.
 void WriteFile(const std::filesystem::path& path, core::ByteSpan data);
