@@ -1,5 +1,7 @@
 // dfsd as real processes on 127.0.0.1: the mesh forms from one --peer, dead
 // members are noticed, outsiders and hostile bytes get nowhere.
+#include <utility>  // before Asio, for GCC 12
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -14,6 +16,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include "core/key_file.h"
+#include "core/volume_crypto.h"
+#include "net/chunk_exchange.h"
 #include "tests/test_util.h"
 
 namespace dfs {
@@ -167,6 +175,67 @@ TEST_F(DfsdTest, BadArgumentsAreOneClearLine) {
                     (dir_ / "net.key").string(), "--peer", "nohostport:99999"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--peer"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace dfs
+
+// A keyless dfsd stores and serves a member's chunk as ciphertext.
+
+namespace dfs {
+namespace {
+
+TEST_F(DfsdTest, AKeylessPeerHoldsChunksAsCiphertextOnly) {
+  StartNode("store", {});
+  nlohmann::json s = Status("store");
+  ASSERT_TRUE(s["keyless"].get<bool>());
+  auto store_id = core::NodeId::FromHex(s["node"].get<std::string>());
+  ASSERT_TRUE(store_id.ok());
+  std::string address = s["listen"];
+  auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+
+  // This test joins the mesh as a member holding the network key.
+  auto nk = core::ReadKeyFile(dir_ / "net.key");
+  ASSERT_TRUE(nk.ok());
+  net::NetworkKey key;
+  std::copy(nk->secret().begin(), nk->secret().end(), key.begin());
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  net::Mesh mesh(io, testing::TestNodeId(0xee), key, net::MeshOptions{});
+  mesh.AddPeer("127.0.0.1", port);
+  std::thread io_thread([&] { io.run(); });
+  net::MeshPeerNetwork network(io, mesh);
+  for (int i = 0; i < 100 && network.LiveMembers().size() < 2; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(network.LiveMembers().size(), 2u);
+
+  core::VolumeCrypto crypto(core::VolumeKey::Generate());
+  std::string text;
+  while (text.size() < 200000) text += "KEYLESS-PEERS-SEE-ONLY-CIPHERTEXT ";
+  core::ChunkId id = crypto.ComputeId(core::AsBytes(text));
+  core::Bytes sealed;
+  crypto.Seal(id, core::AsBytes(text), &sealed);
+  core::Status put = network.PutChunk(*store_id, id, sealed, 5000ms);
+  ASSERT_TRUE(put.ok()) << put.ToString();
+  core::Bytes back;
+  core::Status get = network.GetChunk(*store_id, id, &back, 5000ms);
+  ASSERT_TRUE(get.ok()) << get.ToString();
+  EXPECT_EQ(back, sealed);
+  core::Bytes plain;
+  ASSERT_TRUE(crypto.Unseal(id, back, &plain).ok());
+
+  boost::asio::post(io, [&] { mesh.Stop(); });
+  guard.reset();
+  io_thread.join();
+
+  std::string hex = id.ToHex();
+  EXPECT_TRUE(fs::exists(fs::path(Data("store")) / "chunks" / hex.substr(0, 2) / hex.substr(2, 2) / hex));
+  EXPECT_EQ(Status("store")["chunks"].get<int>(), 1);
+  for (auto& e : fs::recursive_directory_iterator(Data("store"))) {
+    if (!e.is_regular_file()) continue;
+    core::Bytes bytes = testing::ReadFile(e.path());
+    EXPECT_EQ(std::string(bytes.begin(), bytes.end()).find("KEYLESS-PEERS"), std::string::npos)
+        << e.path();
+  }
 }
 
 }  // namespace

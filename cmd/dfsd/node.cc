@@ -49,6 +49,9 @@ core::Status Node::Start() {
     return core::Status::Unavailable(fmt::format("cannot listen on {}:{}: {}", config_.listen_host,
                                                  config_.listen_port, lec.message()));
   }
+  if (!config_.has_volume_key) {
+    chunk_server_ = std::make_unique<net::ChunkServer>(io_, *mesh_, *store_);
+  }
   for (const auto& [host, port] : config_.peers) mesh_->AddPeer(host, port);
 
   control_path_ = config_.data_dir / "control.sock";

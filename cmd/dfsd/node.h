@@ -1,7 +1,9 @@
 // Node: what dfsd runs — this node's identity, its place in the mesh, and
 // the local control socket through which `dfs status` and `dfs peers` ask
-// about it. Storage still goes through `dfs` directly (see README); the
-// replicated FileServer comes with the rest of the network issue.
+// about it. A keyless node (no --key) is a storage peer: it stores and
+// serves members' sealed chunks, which it cannot read. A node with the key
+// does not serve chunks yet: its local FileServer's orphan sweep would not
+// know chunks held for others until the op log replicates (next step).
 //
 // Threading: one io_context thread drives everything.
 #pragma once
@@ -19,6 +21,7 @@
 #include "core/disk_chunk_store.h"
 #include "core/node_id.h"
 #include "core/status.h"
+#include "net/chunk_exchange.h"
 #include "net/mesh.h"
 
 namespace dfs::node {
@@ -56,6 +59,7 @@ class Node {
   core::NodeId id_;
   std::unique_ptr<core::DiskChunkStore> store_;
   std::unique_ptr<net::Mesh> mesh_;
+  std::unique_ptr<net::ChunkServer> chunk_server_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> control_;
   std::filesystem::path control_path_;
 };
