@@ -1,17 +1,24 @@
+// DiskChunkStore: one file per chunk at ROOT/ab/cd/<64 hex>, chunk file v1
+// (docs/format.md, "Chunk file"). Put, Get, Remove and ForEach do their
+// file I/O outside every lock; mu_ guards only the pending-sync sets and the
+// usage counters. Sync() and the first Usage() scan are each serialized with
+// themselves.
 #include "core/disk_chunk_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_NOREPLACE
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <set>
-#include <unordered_set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -22,27 +29,90 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Chunk file v1 (docs/format.md): magic "DFSK", version, 3 reserved bytes,
-// payload length u64 LE, payload CRC32C u32 LE, header CRC32C u32 LE.
+// Chunk file v1: magic "DFSK", version, 3 reserved zero bytes, payload
+// length u64 LE, payload CRC32C u32 LE, CRC32C of bytes 0..19 u32 LE.
 constexpr char kMagic[4] = {'D', 'F', 'S', 'K'};
 constexpr std::uint8_t kVersion = 1;
 constexpr std::size_t kHeaderSize = 24;
+// Sanity bound on a payload: a manifest entry is at most 64 MiB of
+// plaintext and an envelope adds 32 bytes. Keeps a hostile or damaged file
+// from costing more memory than a real chunk can.
+constexpr std::uint64_t kMaxPayload = (64u << 20) + 4096;
+// More pending chunk files than this: Sync() issues one syncfs() instead of
+// one fdatasync() each, and the list is no longer kept (bounded memory).
 constexpr std::size_t kSyncfsThreshold = 16;
+
+// Temporary file names are unique per process across all store instances.
+std::atomic<std::uint64_t> g_tmp_counter{0};
+
+void EncodeHeader(ByteSpan payload, std::uint8_t* h) {
+  std::memcpy(h, kMagic, 4);
+  h[4] = kVersion;
+  h[5] = h[6] = h[7] = 0;
+  StoreLe(h + 8, payload.size(), 8);
+  StoreLe(h + 16, Crc32c(payload.data(), payload.size()), 4);
+  StoreLe(h + 20, Crc32c(h, 20), 4);
+}
+
+std::uint64_t PayloadSizeOf(std::uint64_t file_size) {
+  return file_size >= kHeaderSize ? file_size - kHeaderSize : 0;
+}
 
 bool IsHexByteName(const char* name) {
   auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
   return hex(name[0]) && hex(name[1]) && name[2] == '\0';
 }
 
-Status FsyncDir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open directory " + dir.string());
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return ErrnoStatus(err, "fsync directory " + dir.string());
-  return Status::Ok();
-}
+// A file descriptor closed on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+  // Closes now and reports close()'s errno (0 on success).
+  int Close() {
+    int rc = ::close(fd_);
+    fd_ = -1;
+    return rc == 0 ? 0 : errno;
+  }
+
+ private:
+  int fd_;
+};
+
+// A DIR* closed on scope exit.
+class Dir {
+ public:
+  explicit Dir(const fs::path& path) : d_(::opendir(path.c_str())) {}
+  ~Dir() {
+    if (d_ != nullptr) ::closedir(d_);
+  }
+  Dir(const Dir&) = delete;
+  Dir& operator=(const Dir&) = delete;
+  bool ok() const { return d_ != nullptr; }
+  int fd() const { return ::dirfd(d_); }
+  // Next entry other than "." and ".."; nullptr at the end or on error
+  // (then *err is the errno).
+  const dirent* Next(int* err) {
+    for (;;) {
+      errno = 0;
+      const dirent* e = ::readdir(d_);
+      if (e == nullptr) {
+        *err = errno;
+        return nullptr;
+      }
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) return e;
+    }
+  }
+
+ private:
+  DIR* d_;
+};
 
 Status MakeDir(const fs::path& dir, bool* created) {
   if (::mkdir(dir.c_str(), 0700) == 0) {
@@ -53,13 +123,53 @@ Status MakeDir(const fs::path& dir, bool* created) {
   return ErrnoStatus(errno, "create directory " + dir.string());
 }
 
-// Closes a descriptor on scope exit.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
+Status FsyncDir(const fs::path& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.ok()) return ErrnoStatus(errno, "open directory " + dir.string());
+  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync directory " + dir.string());
+  return Status::Ok();
+}
+
+// Moves `*iov` / `*n` past `done` bytes already transferred.
+void Advance(iovec** iov, int* n, std::size_t done) {
+  while (*n > 0 && done >= (*iov)->iov_len) {
+    done -= (*iov)->iov_len;
+    ++*iov;
+    --*n;
   }
-};
+  if (*n > 0) {
+    (*iov)->iov_base = static_cast<std::uint8_t*>((*iov)->iov_base) + done;
+    (*iov)->iov_len -= done;
+  }
+}
+
+// Reads exactly the bytes of `iov` from `fd` at offset 0 (one preadv in the
+// common case). Returns 0, the errno of a failed read, or -1 when the file
+// ended early.
+int ReadFully(int fd, iovec* iov, int n) {
+  off_t off = 0;
+  while (n > 0) {
+    ssize_t r = ::preadv(fd, iov, n, off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) return -1;
+    off += r;
+    Advance(&iov, &n, static_cast<std::size_t>(r));
+  }
+  return 0;
+}
+
+// Writes all of `iov` to `fd`; returns 0 or the errno. A short write is
+// retried, so a full disk surfaces as ENOSPC.
+int WriteFully(int fd, iovec* iov, int n) {
+  while (n > 0) {
+    ssize_t w = ::writev(fd, iov, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    Advance(&iov, &n, static_cast<std::size_t>(w));
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -67,279 +177,342 @@ class DiskChunkStore::Impl {
  public:
   explicit Impl(fs::path root) : root_(std::move(root)), tmp_(root_ / "tmp") {}
 
-  fs::path ShardDir(const std::string& hex) const {
-    return root_ / hex.substr(0, 2) / hex.substr(2, 2);
-  }
-  fs::path PathFor(const ChunkId& id) const {
-    std::string hex = id.ToHex();
-    return ShardDir(hex) / hex;
+  fs::path PathFor(const std::string& hex) const {
+    return root_ / hex.substr(0, 2) / hex.substr(2, 2) / hex;
   }
 
   Status Open() {
-    bool created = false;
-    std::error_code ec;
-    fs::create_directories(root_, ec);
-    if (ec) return ErrnoStatus(ec.value(), "create chunk store " + root_.string());
-    DFS_RETURN_IF_ERROR(MakeDir(tmp_, &created));
-    // Partial chunks from an interrupted write are never visible.
-    DIR* d = ::opendir(tmp_.c_str());
-    if (d == nullptr) return ErrnoStatus(errno, "open " + tmp_.string());
-    while (dirent* e = ::readdir(d)) {
-      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-      ::unlinkat(::dirfd(d), e->d_name, 0);
+    if (root_.has_parent_path()) {
+      std::error_code ec;
+      fs::create_directories(root_.parent_path(), ec);
+      if (ec) return ErrnoStatus(ec.value(), "create directory " + root_.parent_path().string());
     }
-    ::closedir(d);
+    bool created = false;
+    DFS_RETURN_IF_ERROR(MakeDir(root_, &created));
+    struct stat st {};
+    if (::stat(root_.c_str(), &st) != 0) return ErrnoStatus(errno, "stat " + root_.string());
+    if (!S_ISDIR(st.st_mode)) return ErrnoStatus(ENOTDIR, "chunk store " + root_.string());
+    DFS_RETURN_IF_ERROR(MakeDir(tmp_, &created));
+    // Partial chunks from an interrupted Put are never visible: remove them.
+    Dir d(tmp_);
+    if (!d.ok()) return ErrnoStatus(errno, "open " + tmp_.string());
+    int err = 0;
+    while (const dirent* e = d.Next(&err)) {
+      if (::unlinkat(d.fd(), e->d_name, 0) != 0 && errno != ENOENT) {
+        return ErrnoStatus(errno, fmt::format("remove leftover {}", (tmp_ / e->d_name).string()));
+      }
+    }
+    if (err != 0) return ErrnoStatus(err, "read " + tmp_.string());
     return Status::Ok();
   }
 
   Status Put(const ChunkId& id, ByteSpan data) {
-    fs::path final_path = PathFor(id);
-    if (::access(final_path.c_str(), F_OK) == 0) return Status::Ok();
+    if (data.size() > kMaxPayload) {
+      return Status::InvalidArgument(fmt::format("chunk {}: {} bytes exceed the maximum of {}",
+                                                 id.ToHex(), data.size(), kMaxPayload));
+    }
+    const std::string hex = id.ToHex();
+    const fs::path final_path = PathFor(hex);
+    std::uint8_t header[kHeaderSize];
+    EncodeHeader(data, header);
 
-    std::uint8_t header[kHeaderSize] = {};
-    std::memcpy(header, kMagic, 4);
-    header[4] = kVersion;
-    StoreLe(header + 8, data.size(), 8);
-    StoreLe(header + 16, Crc32c(data.data(), data.size()), 4);
-    StoreLe(header + 20, Crc32c(header, 20), 4);
+    // Idempotent: an intact copy is kept as it is. A file at the path whose
+    // header or size does not match (say, zero length after a power loss
+    // hit a chunk renamed but never synced) is replaced.
+    std::uint64_t damaged_payload = 0;
+    DFS_ASSIGN_OR_RETURN(Existing existing,
+                         CheckExisting(final_path, header, data.size(), &damaged_payload));
+    if (existing == Existing::kIntact) {
+      // It may have been written by a process that crashed before its Sync:
+      // our caller's Sync makes it durable too.
+      MarkPending(id, hex);
+      return Status::Ok();
+    }
 
-    fs::path tmp = tmp_ / fmt::format("{}.{}.{}", id.ToHex(), ::getpid(), counter_++);
-    Fd f;
-    f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (f.fd < 0) return ErrnoStatus(errno, "create " + tmp.string());
-    auto fail = [&](int err, std::string_view what) {
-      Status s = ErrnoStatus(err, fmt::format("{} chunk {}", what, tmp.string()));
+    const fs::path tmp = tmp_ / fmt::format("{}.{}.{}", hex, ::getpid(), g_tmp_counter++);
+    Fd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!f.ok()) return ErrnoStatus(errno, "create " + tmp.string());
+    // From here on every failure removes the temporary file.
+    auto fail = [&](Status s) {
       ::unlink(tmp.c_str());
       return s;
     };
-    iovec iov[2] = {{header, kHeaderSize},
-                    {const_cast<std::uint8_t*>(data.data()), data.size()}};
-    std::size_t total = kHeaderSize + data.size(), done = 0;
-    while (done < total) {
-      // Advance the iovecs past what was written.
-      iovec v[2];
-      int n = 0;
-      std::size_t skip = done;
-      for (const iovec& one : iov) {
-        if (skip >= one.iov_len) {
-          skip -= one.iov_len;
-          continue;
-        }
-        v[n++] = {static_cast<std::uint8_t*>(one.iov_base) + skip, one.iov_len - skip};
-        skip = 0;
-      }
-      ssize_t w = ::writev(f.fd, v, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return fail(errno, "write");
-      }
-      done += static_cast<std::size_t>(w);
+    iovec iov[2] = {{header, kHeaderSize}, {const_cast<std::uint8_t*>(data.data()), data.size()}};
+    if (int err = WriteFully(f.get(), iov, data.empty() ? 1 : 2); err != 0) {
+      return fail(ErrnoStatus(err, "write " + tmp.string()));
     }
     // Start writeback now so that Sync() finds little left to do; durability
     // itself is batched into Sync().
-    ::sync_file_range(f.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-    if (::close(f.fd) != 0) {
-      f.fd = -1;
-      return fail(errno, "close");
-    }
-    f.fd = -1;
+    (void)::sync_file_range(f.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (int err = f.Close(); err != 0) return fail(ErrnoStatus(err, "close " + tmp.string()));
 
-    std::string hex = id.ToHex();
-    fs::path level1 = root_ / hex.substr(0, 2);
-    fs::path level2 = level1 / hex.substr(2, 2);
-    bool made1 = false, made2 = false;
-    std::string shard = hex.substr(0, 4);
-    bool known;
-    {
-      std::lock_guard lock(mu_);
-      known = known_shards_.count(shard) > 0;
-    }
-    if (!known) {
-      Status s = MakeDir(level1, &made1);
-      if (s.ok()) s = MakeDir(level2, &made2);
-      if (!s.ok()) {
+    if (Status s = EnsureShard(id, hex); !s.ok()) return fail(std::move(s));
+
+    if (existing == Existing::kAbsent) {
+      // No-replace rename: of two concurrent Puts of one id exactly one
+      // installs its file, so the usage counters count the chunk once.
+      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) == 0) {
+        Installed(id, hex, data.size(), /*replaced=*/false, /*old_size=*/0);
+        return Status::Ok();
+      }
+      if (errno == EEXIST) {  // a concurrent Put of the same id won
         ::unlink(tmp.c_str());
-        return s;
+        MarkPending(id, hex);
+        return Status::Ok();
       }
-    }
-    if (::rename(tmp.c_str(), final_path.c_str()) != 0) return fail(errno, "rename");
-    {
-      std::lock_guard lock(mu_);
-      known_shards_.insert(shard);  // at most 65536 entries
-      unsynced_.push_back(final_path);
-      dirty_.insert(level2);
-      if (made2) dirty_.insert(level1);
-      if (made1) dirty_.insert(root_);
-      if (usage_known_) {
-        ++usage_.chunks;
-        usage_.bytes += data.size();
+      if (errno != EINVAL && errno != ENOSYS) {
+        return fail(ErrnoStatus(errno, "rename into " + final_path.string()));
       }
+      // The filesystem has no RENAME_NOREPLACE: plain rename below (a race
+      // of two Puts of one id may then count it twice in Usage()).
     }
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+      return fail(ErrnoStatus(errno, "rename into " + final_path.string()));
+    }
+    Installed(id, hex, data.size(), existing == Existing::kDamaged, damaged_payload);
     return Status::Ok();
   }
 
-  // `*out` is not cleared first: resizing a reused buffer only zero-fills
-  // what it grows by (clearing first cost a memset of every chunk read).
+  // `*out` is resized once and read into directly: header and payload come
+  // in one preadv. Resizing a reused buffer only zero-fills what it grows by.
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) {
-    fs::path path = PathFor(id);
-    Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) {
-      out->clear();
-      if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", id.ToHex()));
-      return ErrnoStatus(errno, "open chunk " + path.string());
-    }
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) {
-      out->clear();
-      return ErrnoStatus(errno, "stat chunk " + path.string());
-    }
-    auto corrupt = [&](std::string_view what) {
-      out->clear();
-      return Status::Corrupt(fmt::format("chunk {}: {}", id.ToHex(), what));
-    };
-    auto size = static_cast<std::uint64_t>(st.st_size);
-    if (size < kHeaderSize) return corrupt(fmt::format("truncated ({} bytes)", size));
-    std::uint8_t header[kHeaderSize];
-    if (Status s = ReadAll(f.fd, header, kHeaderSize, 0, path); !s.ok()) {
-      out->clear();
-      return s;
-    }
-    if (std::memcmp(header, kMagic, 4) != 0) return corrupt("not a chunk file (bad magic)");
-    if (LoadLe(header + 20, 4) != Crc32c(header, 20)) return corrupt("header checksum mismatch");
-    if (header[4] != kVersion) return corrupt(fmt::format("unknown chunk file version {}", header[4]));
-    std::uint64_t len = LoadLe(header + 8, 8);
-    if (size != kHeaderSize + len) {
-      return corrupt(fmt::format("file is {} bytes, header says {} (truncated or extended)", size,
-                                 kHeaderSize + len));
-    }
-    out->resize(len);
-    if (Status s = ReadAll(f.fd, out->data(), len, kHeaderSize, path); !s.ok()) {
-      out->clear();
-      return s;
-    }
-    if (check == ReadCheck::kChecksum && LoadLe(header + 16, 4) != Crc32c(out->data(), out->size())) {
-      return corrupt("payload checksum mismatch");
-    }
-    return Status::Ok();
+    Status s = GetImpl(id, out, check);
+    if (!s.ok()) out->clear();
+    return s;
   }
 
   Result<bool> Has(const ChunkId& id) {
-    fs::path path = PathFor(id);
+    const fs::path path = PathFor(id.ToHex());
     if (::access(path.c_str(), F_OK) == 0) return true;
     if (errno == ENOENT) return false;
     return ErrnoStatus(errno, "stat chunk " + path.string());
   }
 
   Status Remove(const ChunkId& id) {
-    fs::path path = PathFor(id);
+    const std::string hex = id.ToHex();
+    const fs::path path = PathFor(hex);
     struct stat st {};
-    bool sized = ::stat(path.c_str(), &st) == 0;
-    if (::unlink(path.c_str()) != 0) {
-      if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", id.ToHex()));
+    // Missing at the stat: NotFound, without an unlink that could remove a
+    // copy a concurrent Put installs in between (and that we did not count).
+    if (::stat(path.c_str(), &st) != 0 || ::unlink(path.c_str()) != 0) {
+      if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
       return ErrnoStatus(errno, "remove chunk " + path.string());
     }
     std::lock_guard lock(mu_);
-    dirty_.insert(path.parent_path());
-    if (usage_known_ && sized) {
-      --usage_.chunks;
-      usage_.bytes -= std::min<std::uint64_t>(usage_.bytes,
-                                              static_cast<std::uint64_t>(st.st_size) - kHeaderSize);
-    }
+    dirty_dirs_.insert(path.parent_path());
+    chunks_delta_ -= 1;
+    bytes_delta_ -=
+        static_cast<std::int64_t>(PayloadSizeOf(static_cast<std::uint64_t>(st.st_size)));
     return Status::Ok();
   }
 
+  // Walks ROOT/??/??/ one directory at a time: memory is three DIR streams,
+  // whatever the number of chunks. Names that are not two lowercase hex
+  // digits, or not a ChunkId whose hex starts with its shard's, are skipped.
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) {
-    DIR* d1 = ::opendir(root_.c_str());
-    if (d1 == nullptr) return ErrnoStatus(errno, "open " + root_.string());
+    Dir d1(root_);
+    if (!d1.ok()) return ErrnoStatus(errno, "open " + root_.string());
+    int err = 0;
     bool go = true;
     while (go) {
-      dirent* e1 = ::readdir(d1);
+      const dirent* e1 = d1.Next(&err);
       if (e1 == nullptr) break;
-      if (!IsHexByteName(e1->d_name)) continue;  // skips tmp, junk, "." and ".."
-      fs::path p1 = root_ / e1->d_name;
-      DIR* d2 = ::opendir(p1.c_str());
-      if (d2 == nullptr) continue;
+      if (!IsHexByteName(e1->d_name)) continue;  // "tmp", junk
+      const fs::path p1 = root_ / e1->d_name;
+      Dir d2(p1);
+      if (!d2.ok()) {
+        if (errno == ENOENT || errno == ENOTDIR) continue;  // removed, or a junk file
+        return ErrnoStatus(errno, "open " + p1.string());
+      }
       while (go) {
-        dirent* e2 = ::readdir(d2);
+        const dirent* e2 = d2.Next(&err);
         if (e2 == nullptr) break;
         if (!IsHexByteName(e2->d_name)) continue;
-        fs::path p2 = p1 / e2->d_name;
-        DIR* d3 = ::opendir(p2.c_str());
-        if (d3 == nullptr) continue;
-        std::string prefix = std::string(e1->d_name) + e2->d_name;
-        while (go) {
-          dirent* e3 = ::readdir(d3);
-          if (e3 == nullptr) break;
-          Result<ChunkId> id = ChunkId::FromHex(e3->d_name);
-          if (!id.ok() || id->ToHex().compare(0, 4, prefix) != 0) continue;
-          struct stat st {};
-          if (::fstatat(::dirfd(d3), e3->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-              !S_ISREG(st.st_mode)) {
-            continue;
-          }
-          auto size = static_cast<std::uint64_t>(st.st_size);
-          go = fn(*id, size >= kHeaderSize ? size - kHeaderSize : 0);
+        const fs::path p2 = p1 / e2->d_name;
+        Dir d3(p2);
+        if (!d3.ok()) {
+          if (errno == ENOENT || errno == ENOTDIR) continue;
+          return ErrnoStatus(errno, "open " + p2.string());
         }
-        ::closedir(d3);
+        const char prefix[4] = {e1->d_name[0], e1->d_name[1], e2->d_name[0], e2->d_name[1]};
+        while (go) {
+          const dirent* e3 = d3.Next(&err);
+          if (e3 == nullptr) break;
+          Result<ChunkId> chunk = ChunkId::FromHex(e3->d_name);
+          if (!chunk.ok() || std::memcmp(e3->d_name, prefix, 4) != 0) continue;
+          struct stat st {};
+          if (::fstatat(d3.fd(), e3->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) continue;  // removed during the walk
+            return ErrnoStatus(errno, "stat " + (p2 / e3->d_name).string());
+          }
+          if (!S_ISREG(st.st_mode)) continue;
+          go = fn(*chunk, PayloadSizeOf(static_cast<std::uint64_t>(st.st_size)));
+        }
+        if (err != 0) return ErrnoStatus(err, "read " + p2.string());
       }
-      ::closedir(d2);
+      if (err != 0) return ErrnoStatus(err, "read " + p1.string());
     }
-    ::closedir(d1);
+    if (err != 0) return ErrnoStatus(err, "read " + root_.string());
     return Status::Ok();
   }
 
+  // Put and Remove keep signed deltas from the moment the store was opened;
+  // the first call scans the store once (ForEach) and fixes the base as the
+  // scan's totals minus the deltas so far. After that, Usage() is O(1) and
+  // exact. A Put or Remove that overlaps that first scan may be counted twice
+  // or missed (the scan may or may not have seen its file); nothing else is.
   Result<StoreUsage> Usage() {
     {
       std::lock_guard lock(mu_);
-      if (usage_known_) return usage_;
+      if (usage_known_) return UsageLocked();
     }
-    // First call: one scan, then counters kept by Put and Remove. A Put or
-    // Remove racing with the scan may be counted twice or missed; the scan
-    // holds scan_mu_ so at least two scans never overlap.
     std::lock_guard scan(scan_mu_);
-    StoreUsage u;
+    {
+      std::lock_guard lock(mu_);
+      if (usage_known_) return UsageLocked();  // another thread scanned meanwhile
+    }
+    std::int64_t chunks = 0, bytes = 0;
     DFS_RETURN_IF_ERROR(ForEach([&](const ChunkId&, std::uint64_t size) {
-      ++u.chunks;
-      u.bytes += size;
+      ++chunks;
+      bytes += static_cast<std::int64_t>(size);
       return true;
     }));
     std::lock_guard lock(mu_);
-    if (!usage_known_) {
-      usage_ = u;
-      usage_known_ = true;
-    }
-    return usage_;
+    // Changes made during the scan are taken as seen by it.
+    chunks_base_ = chunks - chunks_delta_;
+    bytes_base_ = bytes - bytes_delta_;
+    usage_known_ = true;
+    return UsageLocked();
   }
 
+  // One Sync at a time (sync_mu_): a second caller must not return while
+  // the first is still syncing what the second's Puts left pending. Put,
+  // Get and Remove never wait for it.
   Status Sync() {
+    std::lock_guard one_at_a_time(sync_mu_);
+    std::vector<ChunkId> files;
+    bool all = false;
     std::set<fs::path> dirs;
-    std::vector<fs::path> files;
     {
       std::lock_guard lock(mu_);
-      dirs.swap(dirty_);
-      files.swap(unsynced_);
+      files.swap(pending_files_);
+      std::swap(all, pending_syncfs_);
+      dirs.swap(dirty_dirs_);
     }
+    Status s = SyncNow(files, all, dirs);
+    if (!s.ok()) {  // keep it all pending for the next Sync
+      std::lock_guard lock(mu_);
+      for (const ChunkId& id : files) AddPendingFileLocked(id);
+      pending_syncfs_ = pending_syncfs_ || all;
+      dirty_dirs_.merge(dirs);
+    }
+    return s;
+  }
+
+ private:
+  enum class Existing { kAbsent, kIntact, kDamaged };
+
+  // Whether an intact copy of the chunk whose header is `header` is at
+  // `path`: exact size and identical header bytes.
+  static Result<Existing> CheckExisting(const fs::path& path, const std::uint8_t* header,
+                                        std::size_t size, std::uint64_t* damaged_payload) {
+    Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!f.ok()) {
+      if (errno == ENOENT) return Existing::kAbsent;
+      if (errno == ELOOP) return Existing::kDamaged;  // a symlink: replaced by the chunk
+      return ErrnoStatus(errno, "open chunk " + path.string());
+    }
+    struct stat st {};
+    if (::fstat(f.get(), &st) != 0) return ErrnoStatus(errno, "stat chunk " + path.string());
+    if (!S_ISREG(st.st_mode)) return Existing::kDamaged;
+    auto file_size = static_cast<std::uint64_t>(st.st_size);
+    *damaged_payload = PayloadSizeOf(file_size);
+    if (file_size != kHeaderSize + size) return Existing::kDamaged;
+    std::uint8_t have[kHeaderSize];
+    iovec iov{have, kHeaderSize};
+    int err = ReadFully(f.get(), &iov, 1);
+    if (err > 0) return ErrnoStatus(err, "read chunk " + path.string());
+    if (err < 0 || std::memcmp(have, header, kHeaderSize) != 0) return Existing::kDamaged;
+    return Existing::kIntact;
+  }
+
+  // Creates ROOT/ab and ROOT/ab/cd if this process has not seen them yet.
+  // Until a shard is known, its parents are marked dirty, so that a Sync
+  // after any Put into it also makes the shard's own directory entries
+  // durable (whichever thread or process created them).
+  Status EnsureShard(const ChunkId& id, const std::string& hex) {
+    const std::size_t shard = std::size_t{id.bytes()[0]} << 8 | id.bytes()[1];
+    if (known_shards_[shard].load(std::memory_order_acquire)) return Status::Ok();
+    const fs::path level1 = root_ / hex.substr(0, 2);
+    bool created = false;
+    DFS_RETURN_IF_ERROR(MakeDir(level1, &created));
+    DFS_RETURN_IF_ERROR(MakeDir(level1 / hex.substr(2, 2), &created));
+    {
+      std::lock_guard lock(mu_);
+      dirty_dirs_.insert(root_);
+      dirty_dirs_.insert(level1);
+    }
+    known_shards_[shard].store(true, std::memory_order_release);
+    return Status::Ok();
+  }
+
+  // A chunk file is in place: its data and its directory await Sync.
+  void MarkPending(const ChunkId& id, const std::string& hex) {
+    // An intact chunk found in place: its shard exists, so EnsureShard only
+    // marks the parents dirty (once) and cannot fail for want of space.
+    (void)EnsureShard(id, hex);
+    std::lock_guard lock(mu_);
+    AddPendingFileLocked(id);
+    dirty_dirs_.insert(root_ / hex.substr(0, 2) / hex.substr(2, 2));
+  }
+
+  void Installed(const ChunkId& id, const std::string& hex, std::uint64_t size, bool replaced,
+                 std::uint64_t old_size) {
+    std::lock_guard lock(mu_);
+    AddPendingFileLocked(id);
+    dirty_dirs_.insert(root_ / hex.substr(0, 2) / hex.substr(2, 2));
+    if (!replaced) chunks_delta_ += 1;
+    bytes_delta_ += static_cast<std::int64_t>(size) - static_cast<std::int64_t>(old_size);
+  }
+
+  StoreUsage UsageLocked() const {
+    StoreUsage u;
+    u.chunks = static_cast<std::uint64_t>(std::max<std::int64_t>(0, chunks_base_ + chunks_delta_));
+    u.bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, bytes_base_ + bytes_delta_));
+    return u;
+  }
+
+  void AddPendingFileLocked(const ChunkId& id) {
+    if (pending_syncfs_) return;
+    if (pending_files_.size() >= kSyncfsThreshold) {
+      pending_syncfs_ = true;
+      pending_files_.clear();
+      pending_files_.shrink_to_fit();
+      return;
+    }
+    pending_files_.push_back(id);
+  }
+
+  Status SyncNow(const std::vector<ChunkId>& files, bool all, const std::set<fs::path>& dirs) {
     // Chunk data first. Many files: one syncfs() of the store's filesystem
     // costs one journal commit instead of one per file.
-    if (files.size() > kSyncfsThreshold) {
-      Fd root;
-      root.fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (root.fd < 0) return ErrnoStatus(errno, "open " + root_.string());
-      if (::syncfs(root.fd) != 0) return ErrnoStatus(errno, "syncfs " + root_.string());
+    if (all) {
+      Fd root(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!root.ok()) return ErrnoStatus(errno, "open " + root_.string());
+      if (::syncfs(root.get()) != 0) return ErrnoStatus(errno, "syncfs " + root_.string());
     } else {
-      for (const fs::path& file : files) {
-        Fd f;
-        f.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-        if (f.fd < 0) {
+      for (const ChunkId& id : files) {
+        const fs::path path = PathFor(id.ToHex());
+        Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!f.ok()) {
           if (errno == ENOENT) continue;  // removed since
-          return ErrnoStatus(errno, "open " + file.string());
+          return ErrnoStatus(errno, "open " + path.string());
         }
-        if (::fdatasync(f.fd) != 0) return ErrnoStatus(errno, "fsync " + file.string());
+        if (::fdatasync(f.get()) != 0) return ErrnoStatus(errno, "fsync " + path.string());
       }
     }
-    // Deepest first, so a new shard directory is durable before its parent
-    // entry is.
+    // Deepest first (ROOT/ab/cd sorts after ROOT/ab, which sorts after
+    // ROOT), so a new shard directory is durable before its parent's entry.
     for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
       Status s = FsyncDir(*it);
       if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
@@ -347,32 +520,73 @@ class DiskChunkStore::Impl {
     return Status::Ok();
   }
 
- private:
-  static Status ReadAll(int fd, std::uint8_t* p, std::size_t n, off_t off, const fs::path& path) {
-    while (n > 0) {
-      ssize_t r = ::pread(fd, p, n, off);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return ErrnoStatus(errno, "read chunk " + path.string());
-      }
-      if (r == 0) return Status::Corrupt(fmt::format("chunk file {} is truncated", path.string()));
-      p += r;
-      n -= static_cast<std::size_t>(r);
-      off += r;
+  Status GetImpl(const ChunkId& id, Bytes* out, ReadCheck check) {
+    const std::string hex = id.ToHex();
+    const fs::path path = PathFor(hex);
+    auto corrupt = [&](std::string_view what) {
+      return Status::Corrupt(fmt::format("chunk {}: {}", hex, what));
+    };
+    // O_NOFOLLOW: the store only ever creates regular files.
+    Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!f.ok()) {
+      if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
+      if (errno == ELOOP) return corrupt("a symbolic link, not a chunk file");
+      return ErrnoStatus(errno, "open chunk " + path.string());
+    }
+    struct stat st {};
+    if (::fstat(f.get(), &st) != 0) return ErrnoStatus(errno, "stat chunk " + path.string());
+    if (!S_ISREG(st.st_mode)) return corrupt("not a regular file");
+    auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size < kHeaderSize) {
+      return corrupt(
+          fmt::format("truncated: {} bytes, shorter than the {}-byte header", size, kHeaderSize));
+    }
+    if (size > kHeaderSize + kMaxPayload) {
+      return corrupt(fmt::format("file of {} bytes is larger than any chunk", size));
+    }
+    std::uint8_t header[kHeaderSize];
+    out->resize(size - kHeaderSize);
+    iovec iov[2] = {{header, kHeaderSize}, {out->data(), out->size()}};
+    if (int err = ReadFully(f.get(), iov, out->empty() ? 1 : 2); err != 0) {
+      if (err < 0) return corrupt("truncated while reading");
+      return ErrnoStatus(err, "read chunk " + path.string());
+    }
+    if (std::memcmp(header, kMagic, 4) != 0) return corrupt("not a chunk file (bad magic)");
+    if (LoadLe(header + 20, 4) != Crc32c(header, 20)) return corrupt("header checksum mismatch");
+    if (header[4] != kVersion) {
+      return corrupt(fmt::format("unsupported chunk file version {}", header[4]));
+    }
+    const std::uint64_t len = LoadLe(header + 8, 8);
+    if (len > out->size()) {
+      return corrupt(fmt::format("truncated: {} payload bytes, header says {}", out->size(), len));
+    }
+    if (len < out->size()) {
+      return corrupt(
+          fmt::format("{} extra bytes after the {}-byte payload", out->size() - len, len));
+    }
+    if (check == ReadCheck::kChecksum && LoadLe(header + 16, 4) != Crc32c(out->data(), len)) {
+      return corrupt("payload checksum mismatch");
     }
     return Status::Ok();
   }
 
   const fs::path root_;
   const fs::path tmp_;
-  std::atomic<std::uint64_t> counter_{0};
-  std::mutex scan_mu_;
-  std::mutex mu_;  // guards dirty_ and usage_
-  std::set<fs::path> dirty_;
-  std::vector<fs::path> unsynced_;
-  std::unordered_set<std::string> known_shards_;  // "abcd" shard directories that exist  // chunk files renamed into place, not yet fsynced
+  // Shard directories ROOT/ab/cd known to exist, indexed by 0xabcd.
+  std::unique_ptr<std::atomic<bool>[]> known_shards_ { new std::atomic<bool>[ 65536 ]() };
+  std::mutex scan_mu_;                  // one first-Usage() scan at a time
+  std::mutex sync_mu_;                  // one Sync() at a time
+  std::mutex mu_;                       // guards everything below
+  std::vector<ChunkId> pending_files_;  // installed since the last Sync (at most the threshold)
+  bool pending_syncfs_ = false;         // more than that: Sync does one syncfs()
+  std::set<fs::path> dirty_dirs_;       // at most 1 + 256 + 65536 entries
+  // Usage = base + delta. The deltas count every install and removal since
+  // Open; the base is fixed by the first Usage() scan (usage_known_).
   bool usage_known_ = false;
-  StoreUsage usage_;
+  std::int64_t chunks_base_ = 0;
+  std::int64_t bytes_base_ = 0;
+  std::int64_t chunks_delta_ = 0;
+  std::int64_t bytes_delta_ = 0;
 };
 
 Result<std::unique_ptr<DiskChunkStore>> DiskChunkStore::Open(const fs::path& root) {
@@ -395,6 +609,6 @@ Status DiskChunkStore::ForEach(const std::function<bool(const ChunkId&, std::uin
 }
 Result<StoreUsage> DiskChunkStore::Usage() { return impl_->Usage(); }
 Status DiskChunkStore::Sync() { return impl_->Sync(); }
-fs::path DiskChunkStore::PathFor(const ChunkId& id) const { return impl_->PathFor(id); }
+fs::path DiskChunkStore::PathFor(const ChunkId& id) const { return impl_->PathFor(id.ToHex()); }
 
 }  // namespace dfs::core

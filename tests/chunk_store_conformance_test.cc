@@ -1,9 +1,13 @@
-// One conformance suite, run against every ChunkStore implementation.
+// One conformance suite, run against every ChunkStore implementation. Each
+// implementation has a factory: it owns the store (and whatever the store
+// needs, such as a scratch directory) and knows how to damage a held chunk.
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -14,36 +18,61 @@
 namespace dfs::core {
 namespace {
 
+// Ids spread over many shards: the first 8 bytes are `n`, little-endian.
 ChunkId IdOf(std::uint64_t n) {
   std::array<std::uint8_t, ChunkId::kSize> a{};
-  for (int i = 0; i < 8; ++i) a[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
+  for (std::size_t i = 0; i < 8; ++i) a[i] = static_cast<std::uint8_t>(n >> (8 * i));
   a[31] = 0xee;
   return ChunkId(a);
 }
 
 struct MemoryFactory {
-  std::unique_ptr<MemoryChunkStore> store = std::make_unique<MemoryChunkStore>();
-  ChunkStore& get() { return *store; }
-  void Corrupt(const ChunkId& id) { ASSERT_TRUE(store->CorruptForTest(id)); }
+  MemoryChunkStore store;
+  bool ok() const { return true; }
+  ChunkStore& get() { return store; }
+  void Corrupt(const ChunkId& id) { ASSERT_TRUE(store.CorruptForTest(id)); }
 };
 
 struct DiskFactory {
   testing::TempDir dir;
-  std::unique_ptr<DiskChunkStore> store = std::move(DiskChunkStore::Open(dir / "chunks")).value();
+  std::unique_ptr<DiskChunkStore> store = Open(dir);
+  bool ok() const { return store != nullptr; }
   ChunkStore& get() { return *store; }
+  // Flips one bit in the middle of the chunk file.
   void Corrupt(const ChunkId& id) {
-    std::fstream f(store->PathFor(id), std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(-1, std::ios::end);
-    char c = 0x33;
+    const std::filesystem::path path = store->PathFor(id);
+    const auto off = static_cast<std::streamoff>(std::filesystem::file_size(path) / 2);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.is_open()) << path;
+    char c = 0;
+    f.seekg(off);
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x04);
+    f.seekp(off);
     f.write(&c, 1);
+    ASSERT_TRUE(f.good()) << path;
+  }
+  static std::unique_ptr<DiskChunkStore> Open(const testing::TempDir& dir) {
+    auto opened = DiskChunkStore::Open(dir / "chunks");
+    if (!opened.ok()) {
+      ADD_FAILURE() << opened.status().ToString();
+      return nullptr;
+    }
+    return std::move(opened).value();
   }
 };
 
 template <typename F>
 class ChunkStoreConformance : public ::testing::Test {
  protected:
-  F factory_;
+  void SetUp() override { ASSERT_TRUE(factory_.ok()); }
   ChunkStore& store() { return factory_.get(); }
+  StoreUsage UsageNow() {
+    Result<StoreUsage> u = store().Usage();
+    EXPECT_TRUE(u.ok()) << u.status().ToString();
+    return u.ok() ? *u : StoreUsage{};
+  }
+  F factory_;
 };
 
 using Implementations = ::testing::Types<MemoryFactory, DiskFactory>;
@@ -52,43 +81,82 @@ TYPED_TEST_SUITE(ChunkStoreConformance, Implementations);
 TYPED_TEST(ChunkStoreConformance, PutGetRoundTrip) {
   for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4} << 20}) {
     Bytes data = testing::RandomBytes(size, size + 1);
-    ChunkId id = IdOf(size);
-    ASSERT_TRUE(this->store().Put(id, data).ok());
-    Bytes out{9, 9};
-    ASSERT_TRUE(this->store().Get(id, &out).ok());
-    EXPECT_EQ(out, data);
+    ChunkId id = IdOf(size + 1);
+    ASSERT_TRUE(this->store().Put(id, data).ok()) << size;
+    Bytes out{9, 9, 9};  // a reused buffer: replaced, not appended to
+    Status s = this->store().Get(id, &out);
+    ASSERT_TRUE(s.ok()) << size << ": " << s.ToString();
+    EXPECT_EQ(out, data) << size;
+    // The reader that authenticates the payload itself gets the same bytes.
+    out.assign(7, 7);
+    ASSERT_TRUE(this->store().Get(id, &out, ChunkStore::ReadCheck::kCallerAuthenticates).ok());
+    EXPECT_EQ(out, data) << size;
   }
 }
 
-TYPED_TEST(ChunkStoreConformance, MissingIsNotFound) {
-  Bytes out;
+TYPED_TEST(ChunkStoreConformance, MissingChunkIsNotFoundAndNamed) {
+  Bytes out{1, 2, 3};
   Status s = this->store().Get(IdOf(1), &out);
-  EXPECT_EQ(s.code(), ErrorCode::kNotFound);
-  EXPECT_NE(s.message().find(IdOf(1).ToHex()), std::string::npos);
-  EXPECT_FALSE(*this->store().Has(IdOf(1)));
-  EXPECT_EQ(this->store().Remove(IdOf(1)).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(s.code(), ErrorCode::kNotFound) << s.ToString();
+  EXPECT_NE(s.message().find(IdOf(1).ToHex()), std::string::npos) << s.ToString();
+  EXPECT_TRUE(out.empty());
+  Result<bool> has = this->store().Has(IdOf(1));
+  ASSERT_TRUE(has.ok());
+  EXPECT_FALSE(*has);
 }
 
-TYPED_TEST(ChunkStoreConformance, PutIsIdempotent) {
-  ASSERT_TRUE(this->store().Put(IdOf(1), AsBytes("abc")).ok());
-  ASSERT_TRUE(this->store().Put(IdOf(1), AsBytes("abc")).ok());
-  auto u = this->store().Usage();
-  ASSERT_TRUE(u.ok());
-  EXPECT_EQ(u->chunks, 1u);
-  EXPECT_EQ(u->bytes, 3u);
+TYPED_TEST(ChunkStoreConformance, HasSeesWhatWasPut) {
+  ASSERT_TRUE(this->store().Put(IdOf(5), AsBytes("five")).ok());
+  EXPECT_TRUE(*this->store().Has(IdOf(5)));
+  EXPECT_FALSE(*this->store().Has(IdOf(6)));
 }
 
-TYPED_TEST(ChunkStoreConformance, RemoveAndUsage) {
+TYPED_TEST(ChunkStoreConformance, PutTwiceIsIdempotentAndCountedOnce) {
+  // Once with the usage counters not yet running, once with them running.
+  for (std::uint64_t n : {1, 2}) {
+    ASSERT_TRUE(this->store().Put(IdOf(n), AsBytes("abc")).ok());
+    ASSERT_TRUE(this->store().Put(IdOf(n), AsBytes("abc")).ok());
+    StoreUsage u = this->UsageNow();
+    EXPECT_EQ(u.chunks, n);
+    EXPECT_EQ(u.bytes, 3 * n);
+    Bytes out;
+    ASSERT_TRUE(this->store().Get(IdOf(n), &out).ok());
+    EXPECT_EQ(AsString(out), "abc");
+  }
+}
+
+TYPED_TEST(ChunkStoreConformance, RemoveThenGone) {
+  ASSERT_TRUE(this->store().Put(IdOf(3), AsBytes("three")).ok());
+  ASSERT_TRUE(this->store().Remove(IdOf(3)).ok());
+  EXPECT_FALSE(*this->store().Has(IdOf(3)));
+  Bytes out;
+  EXPECT_EQ(this->store().Get(IdOf(3), &out).code(), ErrorCode::kNotFound);
+  Status again = this->store().Remove(IdOf(3));
+  EXPECT_EQ(again.code(), ErrorCode::kNotFound) << again.ToString();
+  EXPECT_NE(again.message().find(IdOf(3).ToHex()), std::string::npos) << again.ToString();
+  // And it can be put back.
+  ASSERT_TRUE(this->store().Put(IdOf(3), AsBytes("three")).ok());
+  EXPECT_TRUE(*this->store().Has(IdOf(3)));
+  ASSERT_TRUE(this->store().Sync().ok());
+}
+
+TYPED_TEST(ChunkStoreConformance, RemoveMissingIsNotFound) {
+  EXPECT_EQ(this->store().Remove(IdOf(404)).code(), ErrorCode::kNotFound);
+}
+
+TYPED_TEST(ChunkStoreConformance, UsageTotals) {
+  EXPECT_EQ(this->UsageNow().chunks, 0u);
   for (std::uint64_t i = 0; i < 5; ++i) {
     ASSERT_TRUE(this->store().Put(IdOf(i), Bytes(100 + i, 1)).ok());
   }
-  EXPECT_EQ(this->store().Usage()->chunks, 5u);
-  EXPECT_EQ(this->store().Usage()->bytes, 510u);
+  StoreUsage u = this->UsageNow();
+  EXPECT_EQ(u.chunks, 5u);
+  EXPECT_EQ(u.bytes, 510u);
   ASSERT_TRUE(this->store().Remove(IdOf(2)).ok());
-  EXPECT_FALSE(*this->store().Has(IdOf(2)));
-  EXPECT_TRUE(*this->store().Has(IdOf(3)));
-  EXPECT_EQ(this->store().Usage()->chunks, 4u);
-  EXPECT_EQ(this->store().Usage()->bytes, 408u);
+  EXPECT_EQ(this->store().Remove(IdOf(2)).code(), ErrorCode::kNotFound);
+  u = this->UsageNow();
+  EXPECT_EQ(u.chunks, 4u);
+  EXPECT_EQ(u.bytes, 408u);
   ASSERT_TRUE(this->store().Sync().ok());
 }
 
@@ -98,45 +166,131 @@ TYPED_TEST(ChunkStoreConformance, ForEachSeesExactlyWhatIsHeld) {
     ASSERT_TRUE(this->store().Put(IdOf(i * 7919), Bytes(i, 2)).ok());
     want.insert(IdOf(i * 7919));
   }
+  ASSERT_TRUE(this->store().Remove(IdOf(7919)).ok());
+  want.erase(IdOf(7919));
   std::set<ChunkId> seen;
-  ASSERT_TRUE(this->store().ForEach([&](const ChunkId& id, std::uint64_t) {
-                                seen.insert(id);
-                                return true;
-                              }).ok());
+  std::uint64_t bytes = 0;
+  ASSERT_TRUE(this->store()
+                  .ForEach([&](const ChunkId& id, std::uint64_t size) {
+                    EXPECT_TRUE(seen.insert(id).second) << "seen twice: " << id.ToHex();
+                    bytes += size;
+                    return true;
+                  })
+                  .ok());
   EXPECT_EQ(seen, want);
+  EXPECT_EQ(bytes, 49u * 50 / 2 - 1);  // 0 + 2 + 3 + ... + 49
+  EXPECT_EQ(this->UsageNow().bytes, bytes);
+}
+
+TYPED_TEST(ChunkStoreConformance, ForEachStopsWhenAsked) {
+  for (std::uint64_t i = 0; i < 20; ++i) ASSERT_TRUE(this->store().Put(IdOf(i), Bytes(1, 1)).ok());
   int calls = 0;
-  ASSERT_TRUE(this->store().ForEach([&](const ChunkId&, std::uint64_t) { return ++calls < 3; }).ok());
+  ASSERT_TRUE(
+      this->store().ForEach([&](const ChunkId&, std::uint64_t) { return ++calls < 3; }).ok());
   EXPECT_EQ(calls, 3);
 }
 
-TYPED_TEST(ChunkStoreConformance, CorruptionIsDetected) {
+TYPED_TEST(ChunkStoreConformance, ForEachCallbackMayUseTheStore) {
+  for (std::uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(this->store().Put(IdOf(i), Bytes(10, 1)).ok());
+  int held = 0;
+  ASSERT_TRUE(this->store()
+                  .ForEach([&](const ChunkId& id, std::uint64_t) {
+                    Bytes out;
+                    if (this->store().Get(id, &out).ok() && out == Bytes(10, 1)) ++held;
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(held, 5);
+}
+
+TYPED_TEST(ChunkStoreConformance, CorruptChunkIsReportedNeverServed) {
   Bytes data = testing::RandomBytes(10000, 5);
   ASSERT_TRUE(this->store().Put(IdOf(77), data).ok());
   this->factory_.Corrupt(IdOf(77));
-  Bytes out;
+  Bytes out{1, 2, 3};
   Status s = this->store().Get(IdOf(77), &out);
   EXPECT_EQ(s.code(), ErrorCode::kCorrupt) << s.ToString();
   EXPECT_NE(s.message().find(IdOf(77).ToHex()), std::string::npos) << s.ToString();
   EXPECT_TRUE(out.empty());
+  // Other chunks are unaffected.
+  ASSERT_TRUE(this->store().Put(IdOf(78), data).ok());
+  ASSERT_TRUE(this->store().Get(IdOf(78), &out).ok());
+  EXPECT_EQ(out, data);
 }
 
+// 4 threads put and get overlapping ids; exactly 20 chunks result, counted
+// once each whether the usage counters were running during the puts or not.
 TYPED_TEST(ChunkStoreConformance, ConcurrentOverlappingPutsAndGets) {
+  for (bool counters_running : {false, true}) {
+    const std::uint64_t base = counters_running ? 1000 : 0;
+    if (counters_running) {
+      ASSERT_EQ(this->UsageNow().chunks, 20u);
+    }
+    std::vector<std::thread> threads;
+    std::atomic<int> bad{0};
+    for (std::uint64_t t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        Bytes out;
+        for (std::uint64_t i = 0; i < 40; ++i) {
+          const std::uint64_t n = base + (i + 5 * t) % 20;  // overlapping ids
+          Bytes data = testing::RandomBytes(5000 + n % 7, n);
+          if (!this->store().Put(IdOf(n), data).ok()) ++bad;
+          if (!this->store().Get(IdOf(n), &out).ok() || out != data) ++bad;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(this->UsageNow().chunks, counters_running ? 40u : 20u);
+  }
+  ASSERT_TRUE(this->store().Sync().ok());
+}
+
+// Puts, gets and removes of the same ids race; afterwards every held chunk
+// reads back intact and the counters agree with a full walk.
+TYPED_TEST(ChunkStoreConformance, ConcurrentPutGetRemoveOfSameIds) {
+  EXPECT_EQ(this->UsageNow().chunks, 0u);  // counters run from here on
   std::vector<std::thread> threads;
   std::atomic<int> bad{0};
-  for (int t = 0; t < 4; ++t) {
+  auto data_of = [](std::uint64_t n) { return testing::RandomBytes(3000 + n, n); };
+  for (std::uint64_t t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       Bytes out;
-      for (std::uint64_t i = 0; i < 40; ++i) {
-        std::uint64_t n = (i + static_cast<std::uint64_t>(t)) % 20;  // overlapping ids
-        Bytes data = testing::RandomBytes(5000, n);
-        if (!this->store().Put(IdOf(n), data).ok()) ++bad;
-        if (!this->store().Get(IdOf(n), &out).ok() || out != data) ++bad;
+      for (std::uint64_t i = 0; i < 200; ++i) {
+        const std::uint64_t n = (i * 3 + t) % 8;
+        switch ((i + t) % 3) {
+          case 0:
+            if (!this->store().Put(IdOf(n), data_of(n)).ok()) ++bad;
+            break;
+          case 1: {
+            Status s = this->store().Get(IdOf(n), &out);
+            if (s.ok() ? out != data_of(n) : s.code() != ErrorCode::kNotFound) ++bad;
+            break;
+          }
+          default: {
+            Status s = this->store().Remove(IdOf(n));
+            if (!s.ok() && s.code() != ErrorCode::kNotFound) ++bad;
+          }
+        }
       }
     });
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(bad.load(), 0);
-  EXPECT_EQ(this->store().Usage()->chunks, 20u);
+  StoreUsage walked;
+  ASSERT_TRUE(this->store()
+                  .ForEach([&](const ChunkId& id, std::uint64_t size) {
+                    ++walked.chunks;
+                    walked.bytes += size;
+                    Bytes out;
+                    EXPECT_TRUE(this->store().Get(id, &out).ok());
+                    return true;
+                  })
+                  .ok());
+  StoreUsage u = this->UsageNow();
+  EXPECT_EQ(u.chunks, walked.chunks);
+  EXPECT_EQ(u.bytes, walked.bytes);
+  ASSERT_TRUE(this->store().Sync().ok());
 }
 
 }  // namespace
