@@ -41,16 +41,7 @@ struct DiskFactory {
   // Flips one bit in the middle of the chunk file.
   void Corrupt(const ChunkId& id) {
     const std::filesystem::path path = store->PathFor(id);
-    const auto off = static_cast<std::streamoff>(std::filesystem::file_size(path) / 2);
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    ASSERT_TRUE(f.is_open()) << path;
-    char c = 0;
-    f.seekg(off);
-    f.read(&c, 1);
-    c = static_cast<char>(c ^ 0x04);
-    f.seekp(off);
-    f.write(&c, 1);
-    ASSERT_TRUE(f.good()) << path;
+    testing::FlipByte(path, static_cast<std::streamoff>(std::filesystem::file_size(path) / 2), 0x04);
   }
   static std::unique_ptr<DiskChunkStore> Open(const testing::TempDir& dir) {
     auto opened = DiskChunkStore::Open(dir / "chunks");

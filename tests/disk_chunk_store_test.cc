@@ -30,18 +30,6 @@ ChunkId IdOf(std::uint8_t b) {
   return ChunkId(a);
 }
 
-void FlipByte(const fs::path& p, std::streamoff off) {
-  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f.is_open()) << p;
-  char c = 0;
-  f.seekg(off);
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x10);
-  f.seekp(off);
-  f.write(&c, 1);
-  ASSERT_TRUE(f.good()) << p;
-}
-
 int ModeOf(const fs::path& p) {
   struct stat st {};
   EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
@@ -94,7 +82,7 @@ TEST_F(DiskChunkStoreTest, DamagedFilesAreCorruptAndSayWhat) {
     std::function<void(const fs::path&)> apply;
     const char* says;  // in the message
   };
-  auto flip_at = [](std::streamoff off) { return [off](const fs::path& p) { FlipByte(p, off); }; };
+  auto flip_at = [](std::streamoff off) { return [off](const fs::path& p) { testing::FlipByte(p, off); }; };
   const Damage cases[] = {
       {"flipped payload byte", flip_at(5000), "payload checksum mismatch"},
       {"flipped last payload byte", flip_at(24 + 99999), "payload checksum mismatch"},
@@ -147,14 +135,14 @@ TEST_F(DiskChunkStoreTest, NoSingleByteFlipIsServed) {
   const fs::path path = store_->PathFor(id);
   const Bytes good = testing::ReadFile(path);
   for (std::size_t off = 0; off < good.size(); off += off < 24 ? 1 : 97) {
-    FlipByte(path, static_cast<std::streamoff>(off));
+    testing::FlipByte(path, static_cast<std::streamoff>(off));
     EXPECT_EQ(GetStatus(id).code(), ErrorCode::kCorrupt) << "flip at " << off;
     if (off < 24) {  // the framing is checked even when the caller authenticates
       EXPECT_EQ(GetStatus(id, ChunkStore::ReadCheck::kCallerAuthenticates).code(),
                 ErrorCode::kCorrupt)
           << "flip at " << off;
     }
-    FlipByte(path, static_cast<std::streamoff>(off));
+    testing::FlipByte(path, static_cast<std::streamoff>(off));
   }
   Bytes out;
   ASSERT_TRUE(store_->Get(id, &out).ok());

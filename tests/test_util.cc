@@ -59,6 +59,18 @@ core::ChunkId TestChunkId(std::uint32_t n) {
   return core::ChunkId(a);
 }
 
+void FlipByte(const std::filesystem::path& path, std::streamoff offset, std::uint8_t mask) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.is_open()) << path;
+  char c = 0;
+  f.seekg(offset);
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ mask);
+  f.seekp(offset);
+  f.write(&c, 1);
+  ASSERT_TRUE(f.good()) << path;
+}
+
 void WriteFile(const std::filesystem::path& path, core::ByteSpan data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   ASSERT_TRUE(f) << "cannot write " << path;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <ios>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ core::Bytes RandomBytes(std::size_t size, std::uint64_t seed);
 // A node id of 16 bytes `b`, and a chunk id whose first 4 bytes are `n`.
 core::NodeId TestNodeId(std::uint8_t b);
 core::ChunkId TestChunkId(std::uint32_t n);
+
+// XORs the byte at `offset` of an existing file with `mask` (damage tests).
+void FlipByte(const std::filesystem::path& path, std::streamoff offset, std::uint8_t mask = 0x10);
 
 // Writes / reads a whole file; aborts the test on failure.
 void WriteFile(const std::filesystem::path& path, core::ByteSpan data);
