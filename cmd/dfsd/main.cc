@@ -14,7 +14,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "cmd/dfsd/node.h"
+#include "cmd/node/node.h"
 #include "core/key_file.h"
 
 namespace {

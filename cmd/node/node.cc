@@ -1,4 +1,4 @@
-#include "cmd/dfsd/node.h"
+#include "cmd/node/node.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
