@@ -115,7 +115,8 @@ Result<std::unique_ptr<FileServer>> FileServer::Open(const std::filesystem::path
   }
   DFS_ASSIGN_OR_RETURN(std::unique_ptr<DirLock> lock,
                        DirLock::Acquire(dir / "lock", options.lock_timeout));
-  DFS_ASSIGN_OR_RETURN(std::unique_ptr<DiskChunkStore> store, DiskChunkStore::Open(dir / "chunks"));
+  DFS_ASSIGN_OR_RETURN(std::unique_ptr<ChunkStore> store, DiskChunkStore::Open(dir / "chunks"));
+  if (options.wrap_store) store = options.wrap_store(std::move(store));
   DFS_ASSIGN_OR_RETURN(std::unique_ptr<Index> index, Index::Open(dir / "index.db"));
   if (!options.node_id.has_value()) {
     DFS_ASSIGN_OR_RETURN(options.node_id, LoadOrCreateNodeId((dir / "node-id").string()));
@@ -160,7 +161,7 @@ Status FileServer::Init() {
   DFS_RETURN_IF_ERROR(CheckKey());
   DFS_RETURN_IF_ERROR(FinishPendingFrees());
   DFS_ASSIGN_OR_RETURN(std::optional<Bytes> clean, index_->GetMeta(kCleanShutdown));
-  if (clean.has_value() && AsString(*clean) == "0") {
+  if (clean.has_value() && AsString(*clean) == "0" && options_.sweep_orphans) {
     DFS_RETURN_IF_ERROR(SweepOrphans());
   }
   return index_->SetMeta(kCleanShutdown, AsBytes("0"));
@@ -342,7 +343,30 @@ Result<std::vector<ChunkId>> FileServer::CommitLocalOp(Op::Kind kind, std::strin
   }));
   if (!applied) return Status::Io("local op was already in the log (node id reused?)");
   ++next_seq_;
+  if (listener_) listener_(op, /*local=*/true);
   return freed;
+}
+
+Result<bool> FileServer::ApplyRemoteOp(const Op& op) {
+  std::vector<ChunkId> freed;
+  {
+    std::lock_guard lock(op_mu_);
+    DFS_ASSIGN_OR_RETURN(bool applied, index_->ApplyOp(op, &freed, [](const ChunkRef& ref) {
+      return static_cast<std::uint64_t>(ref.size) + VolumeCrypto::kOverhead;
+    }));
+    if (!applied) return false;
+    // Our own op given back (this node lost part of its log): never reuse its number.
+    if (op.origin == node_id_ && next_seq_ != 0 && op.seq >= next_seq_) next_seq_ = op.seq + 1;
+    // A time far ahead of our clock is applied (convergence needs every op)
+    // but not followed; Observe refuses it.
+    (void)clock_.Observe(op.time);
+    if (listener_) listener_(op, /*local=*/false);
+  }
+  if (!freed.empty()) {
+    DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
+    DFS_RETURN_IF_ERROR(index_->ClearPendingFree(freed));
+  }
+  return true;
 }
 
 Result<FileRecord> FileServer::LookupExisting(std::string_view key) {
@@ -367,6 +391,13 @@ Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* seale
   }
   if (!s.ok()) return s.WithContext(where());
   s = crypto_.Unseal(ref.id, *sealed, out);
+  if (s.code() == ErrorCode::kCorrupt || s.code() == ErrorCode::kWrongKey) {
+    // A bad copy. Ask again with every check on: a replicated store then
+    // verifies each copy it considers and can fall back to a good one.
+    if (store_->Get(ref.id, sealed, ChunkStore::ReadCheck::kChecksum).ok()) {
+      s = crypto_.Unseal(ref.id, *sealed, out);
+    }
+  }
   if (!s.ok()) return s.WithContext(where());
   if (out->size() != ref.size) {
     std::size_t got = out->size();

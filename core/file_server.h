@@ -50,6 +50,13 @@ struct FileServerOptions {
   std::size_t workers = 0;         // 0: one per core, at least 2
   // How long Open waits for another process to release the data directory.
   std::chrono::milliseconds lock_timeout{30000};
+  // After an unclean shutdown, remove chunks no file references. A node in a
+  // network turns this off: chunks that peers pushed to it may arrive before
+  // the op that references them.
+  bool sweep_orphans = true;
+  // Open() hands the data directory's chunk store to this, when set, and
+  // uses what it returns (a network node layers a ReplicatedChunkStore).
+  std::function<std::unique_ptr<ChunkStore>(std::unique_ptr<ChunkStore> local)> wrap_store;
 };
 
 struct FileInfo {
@@ -107,6 +114,19 @@ class FileServer {
 
   Result<FileInfo> Stat(std::string_view key);
 
+  // Applies an op of another node's log (or one of ours that a peer gives
+  // back after we lost it): index, clock, and the chunks it frees. Returns
+  // false for an op already applied. Errors: kUnavailable (an earlier op of
+  // its origin is missing), kCorrupt (a manifest that does not decode), kIo.
+  Result<bool> ApplyRemoteOp(const Op& op);
+
+  // Called after every op commits — local ones (`local` true, in sequence
+  // order, e.g. to broadcast them) and remote ones (e.g. to invalidate
+  // caches) — on the committing thread, with an internal lock held: it must
+  // not call back into the FileServer. Set it before the first write.
+  using OpListener = std::function<void(const Op& op, bool local)>;
+  void SetOpListener(OpListener listener) { listener_ = std::move(listener); }
+
   Result<IndexTotals> Totals() { return index_->Totals(); }
   const NodeId& node_id() const { return node_id_; }
   Index& index() { return *index_; }
@@ -147,7 +167,8 @@ class FileServer {
 
   NodeId node_id_;
   HybridClock clock_;
-  std::mutex op_mu_;  // local ops take sequence numbers in commit order
+  std::mutex op_mu_;  // ops commit one at a time; local ones take sequence numbers in order
+  OpListener listener_;
   std::uint64_t next_seq_ = 0;  // 0: not read from the index yet
 
   std::mutex gc_mu_;  // guards pinned_ and serializes chunk removal with pinning

@@ -7,98 +7,10 @@
 #include <fmt/format.h>
 
 #include "core/key_names.h"
+#include "core/sqlite_util.h"
 
 namespace dfs::core {
 namespace {
-
-Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
-  std::string msg = fmt::format("index database: {}: {}", what,
-                                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  switch (rc & 0xff) {
-    case SQLITE_FULL: return Status::NoSpace(std::move(msg));
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: return Status::Corrupt(std::move(msg));
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Status::Unavailable(std::move(msg));
-    case SQLITE_PERM:
-    case SQLITE_READONLY:
-    case SQLITE_CANTOPEN: return Status::Permission(std::move(msg));
-    default: return Status::Io(std::move(msg));
-  }
-}
-
-// A prepared statement, finalized on destruction.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-  }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Status status(std::string_view what) const {
-    return rc_ == SQLITE_OK ? Status::Ok() : SqliteStatus(db_, rc_, what);
-  }
-  void Bind(int i, std::string_view text) {
-    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-  }
-  void Bind(int i, ByteSpan blob) {
-    sqlite3_bind_blob(stmt_, i, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
-  }
-  void Bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void Reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  // SQLITE_ROW -> true, SQLITE_DONE -> false, else error.
-  Result<bool> Step(std::string_view what) {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return SqliteStatus(db_, rc, what);
-  }
-  std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string Text(int col) const {
-    auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    return std::string(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
-  }
-  ByteSpan Blob(int col) const {
-    auto p = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, col));
-    return {p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))};
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
-};
-
-// Rolls back unless committed.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {}
-  ~Transaction() {
-    if (begun_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  Status Begin() {
-    int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "begin transaction");
-    begun_ = true;
-    return Status::Ok();
-  }
-  Status Commit() {
-    int rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "commit");
-    done_ = true;
-    return Status::Ok();
-  }
-
- private:
-  sqlite3* db_;
-  bool begun_ = false;
-  bool done_ = false;
-};
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(
@@ -152,22 +64,8 @@ Result<FileRecord> RecordFromRow(const Stmt& s, int key_col) {
 }  // namespace
 
 Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    Status s = SqliteStatus(db, rc, fmt::format("open {}", path.string()));
-    sqlite3_close(db);
-    return s;
-  }
+  DFS_ASSIGN_OR_RETURN(sqlite3 * db, OpenSqlite(path, "index database"));
   std::unique_ptr<Index> index(new Index(db));
-  sqlite3_busy_timeout(db, 10000);
-  // WAL + synchronous=FULL: a commit is durable when it returns.
-  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA journal_mode=WAL"));
-  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA synchronous=FULL"));
-  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA foreign_keys=ON"));
-  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA cache_size=-4096"));  // 4 MiB page cache
   DFS_RETURN_IF_ERROR(index->Exec(kSchema));
 
   Result<std::optional<Bytes>> version = index->GetMeta("schema_version");
@@ -188,13 +86,7 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
 
 Index::~Index() { sqlite3_close(db_); }
 
-Status Index::Exec(const char* sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
-  sqlite3_free(err);
-  if (rc != SQLITE_OK) return SqliteStatus(db_, rc, "setup");
-  return Status::Ok();
-}
+Status Index::Exec(const char* sql) { return ExecSql(db_, sql, "index database"); }
 
 Result<std::optional<Bytes>> Index::GetMeta(std::string_view name) {
   std::lock_guard lock(mu_);
@@ -356,7 +248,7 @@ Result<bool> Index::ApplyOp(const Op& op, std::vector<ChunkId>* freed,
   std::uint64_t have = lrow ? static_cast<std::uint64_t>(last.Int(0)) : 0;
   if (op.seq <= have) return false;
   if (op.seq != have + 1) {
-    return Status::InvalidArgument(fmt::format(
+    return Status::Unavailable(fmt::format(
         "op {} from {} arrived before op {}", op.seq, op.origin.ToHex().substr(0, 8), have + 1));
   }
   Bytes encoded = op.Encode();

@@ -94,7 +94,8 @@ class Index {
   // a delete — with reference counts as in PutFile/DeleteFile (chunks no
   // longer referenced are appended to *freed and queued in pending_free).
   // Each origin's ops must arrive in sequence: an op already applied
-  // returns false; one after a gap is kInvalidArgument.
+  // returns false; one after a gap is kUnavailable (not yet: fetch
+  // the ops before it first).
   Result<bool> ApplyOp(const Op& op, std::vector<ChunkId>* freed,
                        const std::function<std::uint64_t(const ChunkRef&)>& stored_size);
   // Highest op applied per origin: what to swap with a peer on connect.

@@ -31,6 +31,11 @@ class InMemoryNetwork::View final : public PeerNetwork {
     return store->Get(id, sealed);
   }
 
+  Result<bool> HasChunk(const NodeId& on, const ChunkId& id, std::chrono::milliseconds) override {
+    DFS_ASSIGN_OR_RETURN(ChunkStore * store, Reach(on, false));
+    return store->Has(id);
+  }
+
  private:
   Result<ChunkStore*> Reach(const NodeId& node, bool counting_get) {
     std::lock_guard lock(net_.mu_);

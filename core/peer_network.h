@@ -33,6 +33,9 @@ class PeerNetwork {
   // Fetches a sealed chunk from `from`. Errors: kNotFound, kUnavailable, kIo.
   virtual Status GetChunk(const NodeId& from, const ChunkId& id, Bytes* sealed,
                           std::chrono::milliseconds deadline) = 0;
+  // Whether `on` holds a copy. Errors: kUnavailable, kIo.
+  virtual Result<bool> HasChunk(const NodeId& on, const ChunkId& id,
+                                std::chrono::milliseconds deadline) = 0;
 };
 
 // Nodes in one process, each with its own ChunkStore. Tests take nodes down

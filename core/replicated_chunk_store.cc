@@ -10,6 +10,14 @@ ReplicatedChunkStore::ReplicatedChunkStore(ChunkStore& local, PeerNetwork& netwo
                                            ReplicationOptions options, Verifier verify)
     : local_(local), network_(network), options_(options), verify_(std::move(verify)) {}
 
+ReplicatedChunkStore::ReplicatedChunkStore(std::unique_ptr<ChunkStore> local, PeerNetwork& network,
+                                           ReplicationOptions options, Verifier verify)
+    : owned_(std::move(local)),
+      local_(*owned_),
+      network_(network),
+      options_(options),
+      verify_(std::move(verify)) {}
+
 Status ReplicatedChunkStore::Put(const ChunkId& id, ByteSpan data) {
   DFS_RETURN_IF_ERROR(local_.Put(id, data));
   DFS_RETURN_IF_ERROR(local_.Sync());
@@ -34,10 +42,19 @@ Status ReplicatedChunkStore::Put(const ChunkId& id, ByteSpan data) {
 }
 
 Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
+  // kCallerAuthenticates: the caller opens the chunk anyway (and asks again
+  // with kChecksum if it fails), so copies are not verified twice.
+  const bool verify = verify_ && check == ReadCheck::kChecksum;
   Status local = local_.Get(id, out, check);
+  if (local.ok() && verify && !verify_(id, *out).ok()) {
+    local = Status::Corrupt(fmt::format("chunk {}: the local copy fails verification", id.ToHex()));
+  }
   if (local.ok()) return local;
   if (local.code() != ErrorCode::kNotFound && local.code() != ErrorCode::kCorrupt) return local;
-  if (FromCache(id, out)) return Status::Ok();
+  if (FromCache(id, out)) {
+    if (!verify || verify_(id, *out).ok()) return Status::Ok();
+    DropFromCache(id);
+  }
 
   std::vector<NodeId> live = network_.LiveMembers();
   std::vector<NodeId> order = RankNodes(id, live);  // holders first, then everyone else
@@ -45,8 +62,14 @@ Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check)
   for (const NodeId& peer : order) {
     if (peer == network_.self()) continue;
     Status s = network_.GetChunk(peer, id, out, options_.deadline);
-    if (s.ok() && verify_) s = verify_(id, *out);
+    if (s.ok() && verify) s = verify_(id, *out);
     if (s.ok()) {
+      if (local.code() == ErrorCode::kCorrupt && verify) {
+        // Heal our copy with the verified one (same-size damage looks
+        // intact to Put, so the bad file goes first).
+        (void)local_.Remove(id);
+        if (local_.Put(id, *out).ok()) (void)local_.Sync();
+      }
       ToCache(id, *out);
       return Status::Ok();
     }
@@ -58,6 +81,15 @@ Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check)
                                         id.ToHex(), order.size() > 0 ? order.size() - 1 : 0));
   }
   return last;
+}
+
+void ReplicatedChunkStore::DropFromCache(const ChunkId& id) {
+  std::lock_guard lock(cache_mu_);
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  cached_ -= it->second->second.size();
+  lru_.erase(it->second);
+  index_.erase(it);
 }
 
 bool ReplicatedChunkStore::FromCache(const ChunkId& id, Bytes* out) {

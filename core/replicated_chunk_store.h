@@ -7,10 +7,12 @@
 //        (WriteQuorum: 2, or 1 when this node is alone). Fewer copies:
 //        kUnavailable, naming how many were made.
 //   Get  reads the local copy; if it is missing or corrupt, asks the
-//        holders in rank order, then every other live member, accepting the
-//        first copy that passes `verify` (the FileServer's check that the
-//        chunk authenticates; a keyless node checks framing only). Fetched
-//        chunks go to a cache bounded in bytes.
+//        holders in rank order, then every other live member. With
+//        ReadCheck::kChecksum every copy (local, cached, fetched) must pass
+//        `verify` (the node's check that the chunk authenticates) and a bad
+//        local copy is replaced by the good one; with kCallerAuthenticates
+//        the caller opens the chunk itself and asks again with kChecksum
+//        when that fails. Fetched chunks go to a cache bounded in bytes.
 //   Has, Remove, ForEach, Usage, Sync: this node's own copies.
 //
 // Thread-safe.
@@ -19,6 +21,7 @@
 #include <chrono>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 
@@ -39,6 +42,12 @@ class ReplicatedChunkStore final : public ChunkStore {
 
   ReplicatedChunkStore(ChunkStore& local, PeerNetwork& network, ReplicationOptions options,
                        Verifier verify = {});
+  // The same, owning the local store.
+  ReplicatedChunkStore(std::unique_ptr<ChunkStore> local, PeerNetwork& network,
+                       ReplicationOptions options, Verifier verify = {});
+
+  // This node's own store (what it serves to peers).
+  ChunkStore& local() { return local_; }
 
   Status Put(const ChunkId& id, ByteSpan data) override;
   using ChunkStore::Get;
@@ -56,7 +65,9 @@ class ReplicatedChunkStore final : public ChunkStore {
  private:
   bool FromCache(const ChunkId& id, Bytes* out);
   void ToCache(const ChunkId& id, const Bytes& data);
+  void DropFromCache(const ChunkId& id);
 
+  std::unique_ptr<ChunkStore> owned_;
   ChunkStore& local_;
   PeerNetwork& network_;
   ReplicationOptions options_;

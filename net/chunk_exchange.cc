@@ -12,6 +12,7 @@ namespace {
 
 constexpr std::uint8_t kPut = 1;
 constexpr std::uint8_t kGet = 2;
+constexpr std::uint8_t kHas = 3;
 
 Frame Reply(std::uint64_t request_id, const core::Status& s, core::ByteSpan data = {}) {
   Frame f;
@@ -32,16 +33,16 @@ Frame Reply(std::uint64_t request_id, const core::Status& s, core::ByteSpan data
 ChunkServer::ChunkServer(asio::io_context& io, Mesh& mesh, core::ChunkStore& store,
                          std::size_t threads)
     : io_(io), store_(store), pool_(threads) {
-  mesh.OnFrame([this](const core::NodeId&, Connection& conn, Frame f) {
-    if (f.type == FrameType::kChunkRequest) Handle(conn, std::move(f));
+  mesh.Handle(FrameType::kChunkRequest, [this](const core::NodeId&, Connection& conn, Frame f) {
+    Handle(conn, std::move(f));
   });
 }
 
 void ChunkServer::Handle(Connection& conn, Frame frame) {
   auto self = conn.shared_from_this();
   const Bytes& p = frame.payload;
-  if (p.size() < 1 + core::ChunkId::kSize || (p[0] != kPut && p[0] != kGet) ||
-      (p[0] == kGet && p.size() != 1 + core::ChunkId::kSize)) {
+  if (p.size() < 1 + core::ChunkId::kSize || (p[0] != kPut && p[0] != kGet && p[0] != kHas) ||
+      (p[0] != kPut && p.size() != 1 + core::ChunkId::kSize)) {
     conn.Send(Reply(frame.request_id, core::Status::InvalidArgument("malformed chunk request")));
     return;
   }
@@ -54,10 +55,14 @@ void ChunkServer::Handle(Connection& conn, Frame frame) {
       core::Status s = store_.Put(id, data);
       if (s.ok()) s = store_.Sync();  // durable before we say so
       reply = Reply(frame.request_id, s);
-    } else {
+    } else if (q[0] == kGet) {
       core::Bytes data;
       core::Status s = store_.Get(id, &data);
       reply = Reply(frame.request_id, s, data);
+    } else {
+      core::Result<bool> has = store_.Has(id);
+      std::uint8_t answer = has.ok() && *has ? 1 : 0;
+      reply = Reply(frame.request_id, has.status(), core::ByteSpan(&answer, 1));
     }
     asio::post(io_, [self, reply = std::move(reply)]() mutable {
       if (!self->Send(std::move(reply))) {
@@ -154,6 +159,18 @@ core::Status MeshPeerNetwork::GetChunk(const core::NodeId& from, const core::Chu
   f.payload.push_back(kGet);
   f.payload.insert(f.payload.end(), id.bytes().begin(), id.bytes().end());
   return Call(from, std::move(f), deadline, sealed);
+}
+
+core::Result<bool> MeshPeerNetwork::HasChunk(const core::NodeId& on, const core::ChunkId& id,
+                                             std::chrono::milliseconds deadline) {
+  Frame f;
+  f.type = FrameType::kChunkRequest;
+  f.payload.push_back(kHas);
+  f.payload.insert(f.payload.end(), id.bytes().begin(), id.bytes().end());
+  core::Bytes answer;
+  DFS_RETURN_IF_ERROR(Call(on, std::move(f), deadline, &answer));
+  if (answer.size() != 1) return core::Status::Io("malformed has answer");
+  return answer[0] == 1;
 }
 
 }  // namespace dfs::net

@@ -1,8 +1,8 @@
 // Chunk exchange over the mesh: both sides of core::PeerNetwork.
 //
-//   ChunkRequest  payload: op (1 put, 2 get) || chunk id (32) || [sealed bytes, put]
+//   ChunkRequest  payload: op (1 put, 2 get, 3 has) || chunk id (32) || [sealed bytes, put]
 //   ChunkResponse payload: status (0 ok, else core::ErrorCode) || sealed bytes (get)
-//                          or an error message
+//                          or 1 byte 0/1 (has) or an error message
 //
 // ChunkServer answers peers' requests from this node's ChunkStore. Store
 // I/O runs on a worker pool; only the reply is posted back to the io thread,
@@ -47,6 +47,8 @@ class MeshPeerNetwork final : public core::PeerNetwork {
                         std::chrono::milliseconds deadline) override;
   core::Status GetChunk(const core::NodeId& from, const core::ChunkId& id, core::Bytes* sealed,
                         std::chrono::milliseconds deadline) override;
+  core::Result<bool> HasChunk(const core::NodeId& on, const core::ChunkId& id,
+                              std::chrono::milliseconds deadline) override;
 
  private:
   core::Status Call(const core::NodeId& peer, Frame request, std::chrono::milliseconds deadline,

@@ -185,6 +185,7 @@ void Connection::Dispatch(Frame frame) {
     case FrameType::kPong: return;
     case FrameType::kResponse:
     case FrameType::kChunkResponse:
+    case FrameType::kOpPullReply:
     case FrameType::kError: {
       auto it = pending_.find(frame.request_id);
       if (it != pending_.end()) {

@@ -24,6 +24,9 @@ std::optional<std::uint32_t> MaxPayload(std::uint8_t type) {
     case FrameType::kGossip: return (64u << 10) + kTag;
     case FrameType::kChunkRequest:
     case FrameType::kChunkResponse: return kMaxChunkFramePayload + kTag;
+    case FrameType::kOpPull: return (64u << 10) + kTag;  // 4 + 40 per origin
+    case FrameType::kOpPullReply:
+    case FrameType::kOpPush: return kMaxChunkFramePayload + kTag;
   }
   return std::nullopt;
 }

@@ -46,6 +46,9 @@ enum class FrameType : std::uint8_t {
   kGossip = 64,        // one-way membership messages (announce, peer lists)
   kChunkRequest = 80,  // put or get one sealed chunk (up to 4 MiB)
   kChunkResponse = 81,
+  kOpPull = 96,        // request: the sender's version vector ("send me what I lack")
+  kOpPullReply = 97,   // response: a batch of sealed ops
+  kOpPush = 98,        // one-way: new ops, as they commit
 };
 
 inline constexpr std::uint8_t kProtocolVersion = 1;

@@ -96,7 +96,9 @@ void Mesh::Attach(const std::shared_ptr<Connection>& c) {
       return;
     }
     auto it = identified_.find(&conn);
-    if (it != identified_.end() && on_frame_) on_frame_(it->second, conn, std::move(f));
+    if (it == identified_.end()) return;  // app frames only after the announce
+    auto h = handlers_.find(f.type);
+    if (h != handlers_.end()) h->second(it->second, conn, std::move(f));
   });
   c->OnClose([this](Connection& conn, std::error_code) {
     auto it = identified_.find(&conn);
@@ -182,6 +184,7 @@ void Mesh::OnAnnounce(Connection& c, const Frame& f) {
   for (const auto& [address, dialer] : dialers_) {
     if (dialer->current().get() == &c) peer.connections.push_back(dialer->current());
   }
+  bool first_announce = identified_.count(&c) == 0;
   identified_[&c] = id;
 
   // Peer exchange: dial members we have not met.
@@ -194,6 +197,9 @@ void Mesh::OnAnnounce(Connection& c, const Frame& f) {
       if (other.info.address == a && LiveConnection(other)) known_alive = true;
     }
     if (!known_alive) AddPeer(host, a_port);
+  }
+  if (first_announce) {
+    for (const PeerUpHandler& h : peer_up_) h(id, c);
   }
   if (is_new) {
     spdlog::info("peer {} ({}) joined", peer.info.address, id.ToHex().substr(0, 8));

@@ -50,6 +50,9 @@ class Mesh {
  public:
   // App frames (any type the mesh does not consume) from a known peer.
   using FrameHandler = std::function<void(const core::NodeId& from, Connection&, Frame)>;
+  // A connection to a member became usable (its announce arrived): once per
+  // connection, so again after every reconnect.
+  using PeerUpHandler = std::function<void(const core::NodeId& peer, Connection&)>;
 
   Mesh(asio::io_context& io, core::NodeId self, const NetworkKey& key, MeshOptions options);
   ~Mesh();
@@ -61,7 +64,10 @@ class Mesh {
   // Dials host:port and keeps the connection alive. Idempotent per address.
   void AddPeer(const std::string& host, std::uint16_t port);
 
-  void OnFrame(FrameHandler h) { on_frame_ = std::move(h); }
+  // The handler for app frames of `type` (one per type; frames of a type
+  // without one are dropped).
+  void Handle(FrameType type, FrameHandler h) { handlers_[type] = std::move(h); }
+  void OnPeerUp(PeerUpHandler h) { peer_up_.push_back(std::move(h)); }
 
   // Sends `frame` to every live peer; returns how many it was queued for.
   std::size_t Broadcast(const Frame& frame);
@@ -99,7 +105,8 @@ class Mesh {
   std::map<Connection*, std::string> dialed_;  // connections we dialed -> address
   std::set<std::string> self_addresses_;       // addresses that turned out to be us
   std::vector<std::shared_ptr<Connection>> accepted_;
-  FrameHandler on_frame_;
+  std::map<FrameType, FrameHandler> handlers_;
+  std::vector<PeerUpHandler> peer_up_;
   bool stopped_ = false;
 };
 

@@ -8,7 +8,7 @@ PACKAGES=(
   libcrypto++-dev libfuse3-dev fuse3 libboost-dev libfmt-dev libspdlog-dev
   libcli11-dev libsqlite3-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  sqlite3 attr util-linux procps time
+  sqlite3 attr util-linux procps time iproute2
 )
 
 missing=()

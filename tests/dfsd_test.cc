@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -35,6 +36,11 @@ class DfsdTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(Dfs({"keygen", (dir_ / "net.key").string()}).exit_code, 0);
     ASSERT_EQ(Dfs({"keygen", (dir_ / "other.key").string()}).exit_code, 0);
+    ASSERT_EQ(Dfs({"keygen", (dir_ / "volume.key").string()}).exit_code, 0);
+  }
+  // A node holding the volume key.
+  int StartKeyed(const std::string& name, const std::vector<std::string>& peers) {
+    return StartNode(name, peers, "net.key", {"--key", (dir_ / "volume.key").string()});
   }
   void TearDown() override {
     for (int pid : pids_) testing::Stop(pid, SIGKILL);
@@ -45,10 +51,11 @@ class DfsdTest : public ::testing::Test {
   }
   // Starts a node; returns its pid once its control socket answers.
   int StartNode(const std::string& name, const std::vector<std::string>& peers,
-                const std::string& key = "net.key") {
+                const std::string& key = "net.key", const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {testing::BinPath("dfsd"), "--data", Data(name), "--listen",
                                      "127.0.0.1:0", "--network-key", (dir_ / key).string()};
     for (const auto& p : peers) argv.insert(argv.end(), {"--peer", p});
+    argv.insert(argv.end(), extra.begin(), extra.end());
     int pid = testing::Spawn(argv, (dir_ / (name + ".log")).string());
     pids_.push_back(pid);
     for (int i = 0; i < 100 && !fs::exists(fs::path(Data(name)) / "control.sock"); ++i) {
@@ -235,6 +242,216 @@ TEST_F(DfsdTest, AKeylessPeerHoldsChunksAsCiphertextOnly) {
     core::Bytes bytes = testing::ReadFile(e.path());
     EXPECT_EQ(std::string(bytes.begin(), bytes.end()).find("KEYLESS-PEERS"), std::string::npos)
         << e.path();
+  }
+}
+
+}  // namespace
+}  // namespace dfs
+
+// Keyed nodes as real processes: files through `dfs --data DIR` and the
+// running node, a writer killed with SIGKILL, a late joiner, a restart.
+
+namespace dfs {
+namespace {
+
+// Writes `mib` MiB of pseudo-random bytes to `path`, 1 MiB at a time.
+void WriteRandomFile(const fs::path& path, int mib, std::uint64_t seed) {
+  std::ofstream out(path, std::ios::binary);
+  for (int i = 0; i < mib; ++i) {
+    core::Bytes block = testing::RandomBytes(1 << 20, seed * 100000 + static_cast<std::uint64_t>(i));
+    out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size()));
+  }
+}
+
+bool SameFile(const fs::path& a, const fs::path& b) {
+  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
+  if (!fa || !fb || fs::file_size(a) != fs::file_size(b)) return false;
+  std::vector<char> ba(1 << 20), bb(1 << 20);
+  while (fa && fb) {
+    fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
+    fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
+    if (fa.gcount() != fb.gcount() || !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST_F(DfsdTest, AWriterKilledRightAfterA256MiBPutLosesNothing) {
+  int a = StartKeyed("a", {});
+  std::string address = Address("a");
+  StartKeyed("b", {address});
+  StartKeyed("c", {address});
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 2 && AlivePeers("b") == 2 && AlivePeers("c") == 2; }, 10s));
+  fs::path in = dir_ / "big.in";
+  WriteRandomFile(in, 256, 1);
+  auto put = Dfs({"--data", Data("a"), "put", "big", in.string()});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(testing::Stop(a, SIGKILL), 128 + SIGKILL);
+  Forget(a);
+  for (const char* reader : {"b", "c"}) {
+    ASSERT_TRUE(WaitFor([&] { return Dfs({"--data", Data(reader), "has", "big"}).exit_code == 0; }, 10s))
+        << reader << " never learned of the file";
+    fs::path out = dir_ / (std::string("big.") + reader);
+    auto get = Dfs({"--data", Data(reader), "get", "big", out.string()});
+    ASSERT_EQ(get.exit_code, 0) << reader << ": " << get.err;
+    EXPECT_TRUE(SameFile(in, out)) << reader;
+    fs::remove(out);
+  }
+}
+
+TEST_F(DfsdTest, ALateJoinerAndARestartedNodeCatchUp) {
+  StartKeyed("a", {});
+  std::string address = Address("a");
+  int b = StartKeyed("b", {address});
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 1; }, 10s));
+  fs::path small = dir_ / "small";
+  WriteRandomFile(small, 2, 7);
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "before/1", small.string()}).exit_code, 0);
+  // B is killed; A goes on writing; B comes back on the same directory.
+  EXPECT_EQ(testing::Stop(b, SIGKILL), 128 + SIGKILL);
+  Forget(b);
+  for (int i = 2; i <= 4; ++i) {
+    auto r = Dfs({"--data", Data("a"), "put", "before/" + std::to_string(i), small.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  ASSERT_EQ(Dfs({"--data", Data("a"), "rm", "before/1"}).exit_code, 0);
+  StartKeyed("b", {address});
+  auto listing = [&](const std::string& node) {
+    auto r = Dfs({"--data", Data(node), "ls", "--json"});
+    std::vector<std::string> keys;
+    if (r.exit_code != 0) return keys;
+    for (const auto& f : nlohmann::json::parse(r.out)) keys.push_back(f["key"]);
+    return keys;
+  };
+  std::vector<std::string> want = {"before/2", "before/3", "before/4"};
+  EXPECT_TRUE(WaitFor([&] { return listing("b") == want; }, 15s)) << nlohmann::json(listing("b")).dump();
+  // A node that joins later, through B alone, lists and reads everything.
+  StartKeyed("late", {Address("b")});
+  EXPECT_TRUE(WaitFor([&] { return listing("late") == want; }, 15s)) << nlohmann::json(listing("late")).dump();
+  fs::path out = dir_ / "late.out";
+  auto get = Dfs({"--data", Data("late"), "get", "before/3", out.string()});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_TRUE(SameFile(small, out));
+}
+
+}  // namespace
+}  // namespace dfs
+
+// A partition between two network namespaces: both sides go on writing,
+// and when the link comes back the key index converges on both.
+
+namespace dfs {
+namespace {
+
+// Two namespaces joined by a veth pair on 10.213.<n>.0/30. Torn down (with
+// the link) on destruction.
+class NetnsPair {
+ public:
+  NetnsPair() {
+    std::string tag = std::to_string(::getpid() % 100000);
+    a_ = "dfs-a-" + tag;
+    b_ = "dfs-b-" + tag;
+    subnet_ = "10.213." + std::to_string(::getpid() % 250) + ".";
+  }
+  ~NetnsPair() {
+    Ip({"netns", "del", a_});
+    Ip({"netns", "del", b_});
+  }
+  // Empty when it worked, else why not.
+  std::string Create() {
+    if (::geteuid() != 0) return "not running as root";
+    if (!fs::exists("/usr/sbin/ip") && !fs::exists("/sbin/ip")) return "no ip(8) (iproute2)";
+    std::string va = "va" + a_.substr(6), vb = "vb" + b_.substr(6);
+    std::vector<std::vector<std::string>> steps = {
+        {"netns", "add", a_},
+        {"netns", "add", b_},
+        {"link", "add", va, "type", "veth", "peer", "name", vb},
+        {"link", "set", va, "netns", a_},
+        {"link", "set", vb, "netns", b_},
+        {"-n", a_, "addr", "add", subnet_ + "1/30", "dev", va},
+        {"-n", b_, "addr", "add", subnet_ + "2/30", "dev", vb},
+        {"-n", a_, "link", "set", va, "up"},
+        {"-n", b_, "link", "set", vb, "up"},
+        {"-n", a_, "link", "set", "lo", "up"},
+        {"-n", b_, "link", "set", "lo", "up"},
+    };
+    for (const auto& step : steps) {
+      testing::RunResult r = Ip(step);
+      if (r.exit_code != 0) return "ip " + step[0] + " " + step[1] + " failed: " + r.err;
+    }
+    va_ = va;
+    return "";
+  }
+  void Link(bool up) { Ip({"-n", a_, "link", "set", va_, up ? "up" : "down"}); }
+  std::vector<std::string> Exec(const std::string& ns) const {
+    return {IpPath(), "netns", "exec", ns};
+  }
+  const std::string& a() const { return a_; }
+  const std::string& b() const { return b_; }
+  std::string Address(int host) const { return subnet_ + std::to_string(host) + ":3000"; }
+
+ private:
+  static std::string IpPath() { return fs::exists("/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"; }
+  static testing::RunResult Ip(std::vector<std::string> args) {
+    args.insert(args.begin(), IpPath());
+    return testing::Run(args);
+  }
+  std::string a_, b_, va_, subnet_;
+};
+
+TEST_F(DfsdTest, APartitionHealsAndTheIndexConvergesOnBothSides) {
+  NetnsPair net;
+  if (std::string why = net.Create(); !why.empty()) {
+    GTEST_SKIP() << "skipped: network namespaces are not available here (" << why << ")";
+  }
+  auto start = [&](const std::string& name, const std::string& ns, const std::string& listen,
+                   const std::string& peer) {
+    std::vector<std::string> argv = net.Exec(ns);
+    std::vector<std::string> node = {testing::BinPath("dfsd"), "--data", Data(name), "--listen", listen,
+                                     "--network-key", (dir_ / "net.key").string(), "--key",
+                                     (dir_ / "volume.key").string()};
+    argv.insert(argv.end(), node.begin(), node.end());
+    if (!peer.empty()) argv.insert(argv.end(), {"--peer", peer});
+    pids_.push_back(testing::Spawn(argv, (dir_ / (name + ".log")).string()));
+    WaitFor([&] { return fs::exists(fs::path(Data(name)) / "control.sock"); }, 5s);
+  };
+  start("a", net.a(), net.Address(1), "");
+  start("b", net.b(), net.Address(2), net.Address(1));
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 1 && AlivePeers("b") == 1; }, 15s));
+  fs::path one = dir_ / "one", two = dir_ / "two";
+  WriteRandomFile(one, 1, 1);
+  WriteRandomFile(two, 1, 2);
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "shared", one.string()}).exit_code, 0);
+
+  net.Link(false);
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 0 && AlivePeers("b") == 0; }, 15s));
+  // Both sides write while apart, one key on both.
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "from-a", one.string()}).exit_code, 0);
+  ASSERT_EQ(Dfs({"--data", Data("b"), "put", "from-b", two.string()}).exit_code, 0);
+  ASSERT_EQ(Dfs({"--data", Data("b"), "put", "conflict", two.string()}).exit_code, 0);
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "conflict", one.string()}).exit_code, 0);  // later
+  ASSERT_EQ(Dfs({"--data", Data("b"), "rm", "shared"}).exit_code, 0);
+
+  net.Link(true);
+  auto listing = [&](const std::string& node) {
+    auto r = Dfs({"--data", Data(node), "ls", "--json"});
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
+  };
+  auto keys = [&](const std::string& node) {
+    std::vector<std::string> k;
+    for (const auto& f : listing(node)) k.push_back(f["key"]);
+    return k;
+  };
+  std::vector<std::string> want = {"conflict", "from-a", "from-b"};
+  ASSERT_TRUE(WaitFor([&] { return keys("a") == want && keys("b") == want; }, 30s))
+      << listing("a").dump() << "\n" << listing("b").dump();
+  // The later write wins on both sides, and its bytes are readable on both.
+  for (const char* node : {"a", "b"}) {
+    fs::path out = dir_ / (std::string("conflict.") + node);
+    auto get = Dfs({"--data", Data(node), "get", "conflict", out.string()});
+    ASSERT_EQ(get.exit_code, 0) << node << ": " << get.err;
+    EXPECT_TRUE(SameFile(one, out)) << node;
   }
 }
 

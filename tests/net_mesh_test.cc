@@ -55,12 +55,12 @@ TEST(MeshTest, BroadcastReachesEveryLivePeerOnce) {
   ASSERT_TRUE(RunUntil(io, [&] { return Alive(*a) == 2 && Alive(*b) == 2 && Alive(*c) == 2; }));
   std::map<core::NodeId, int> got;
   auto count = [&](const core::NodeId& me) {
-    return [&, me](const core::NodeId& from, Connection&, Frame f) {
-      if (f.type == FrameType::kRequest && from == testing::TestNodeId(1)) ++got[me];
+    return [&, me](const core::NodeId& from, Connection&, Frame) {
+      if (from == testing::TestNodeId(1)) ++got[me];
     };
   };
-  b->OnFrame(count(b->self()));
-  c->OnFrame(count(c->self()));
+  b->Handle(FrameType::kRequest, count(b->self()));
+  c->Handle(FrameType::kRequest, count(c->self()));
   EXPECT_EQ(a->Broadcast(Req("hello all")), 2u);
   ASSERT_TRUE(RunUntil(io, [&] { return got[testing::TestNodeId(2)] == 1 && got[testing::TestNodeId(3)] == 1; }));
   RunUntil(io, [] { return false; }, 100ms);

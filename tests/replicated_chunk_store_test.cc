@@ -96,6 +96,9 @@ TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
                     std::chrono::milliseconds d) override {
       return inner_.GetChunk(f, id, out, d);
     }
+    Result<bool> HasChunk(const NodeId& on, const ChunkId& id, std::chrono::milliseconds d) override {
+      return inner_.HasChunk(on, id, d);
+    }
    private:
     PeerNetwork& inner_;
   } refusing(*c.views[0]);
@@ -133,6 +136,30 @@ TEST(ReplicatedChunkStoreTest, ABadCopyIsSkippedForAGoodOne) {
   Bytes out;
   Status s = c.nodes[reader]->Get(id, &out);
   ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, good);
+}
+
+TEST(ReplicatedChunkStoreTest, ABadLocalCopyIsHealedFromAVerifiedOne) {
+  Bytes good = testing::RandomBytes(5000, 3);
+  auto verify = [good](const ChunkId&, ByteSpan b) {
+    return Bytes(b.begin(), b.end()) == good ? Status::Ok() : Status::Corrupt("forged");
+  };
+  Cluster c(3, 3, verify);
+  ChunkId id = testing::TestChunkId(8);
+  ASSERT_TRUE(c.nodes[0]->Put(id, good).ok());
+  // Same-size damage that the store's checksum cannot see (a forgery).
+  ASSERT_TRUE(c.stores[0]->Remove(id).ok());
+  Bytes forged = good;
+  forged[10] ^= 1;
+  ASSERT_TRUE(c.stores[0]->Put(id, forged).ok());
+  Bytes out;
+  // The caller that authenticates gets the local bytes as they are...
+  ASSERT_TRUE(c.nodes[0]->Get(id, &out, ChunkStore::ReadCheck::kCallerAuthenticates).ok());
+  EXPECT_EQ(out, forged);
+  // ...and, asking again with every check, a verified copy, which also heals ours.
+  ASSERT_TRUE(c.nodes[0]->Get(id, &out, ChunkStore::ReadCheck::kChecksum).ok());
+  EXPECT_EQ(out, good);
+  ASSERT_TRUE(c.stores[0]->Get(id, &out).ok());
   EXPECT_EQ(out, good);
 }
 

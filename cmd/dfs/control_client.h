@@ -1,15 +1,55 @@
-// Asks a running dfsd, through its control socket DIR/control.sock, one
-// question ("status", "peers") and returns its JSON answer.
+// How the `dfs` commands reach the store: through the node running on the
+// data directory (its control socket DIR/control.sock; the node holds
+// DIR/lock, so this process could not open the store itself), or, when no
+// node runs there, through a FileServer this process opens. Both give the
+// same results and the same errors (cmd/node/control_protocol.h).
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 
+#include <nlohmann/json.hpp>
+
+#include "core/file_server.h"
+#include "core/key_file.h"
 #include "core/status.h"
 
 namespace dfs::cli {
 
-// Errors: kUnavailable (no node is running on DIR), kIo.
-core::Result<std::string> AskNode(const std::filesystem::path& data_dir, const std::string& what);
+// The file operations of the commands. Single-threaded use.
+class FileOps {
+ public:
+  virtual ~FileOps() = default;
+  // Stores everything `fd` yields under `key`; `name` names the source in
+  // errors. Errors as core::FileServer::Store.
+  virtual core::Status Put(std::string_view key, int fd, const std::string& name,
+                           const core::ProgressFn& progress) = 0;
+  // Writes the content of `key` to `fd`; `name` names it in errors.
+  virtual core::Status Get(std::string_view key, int fd, const std::string& name,
+                           const core::ProgressFn& progress) = 0;
+  virtual core::Status Delete(std::string_view key) = 0;
+  virtual core::Result<bool> Has(std::string_view key) = 0;
+  virtual core::Status List(std::string_view prefix,
+                            const std::function<bool(const core::FileInfo&)>& fn) = 0;
+  virtual core::Result<core::FileInfo> Stat(std::string_view key) = 0;
+};
+
+// Through the node when one answers on DATA_DIR/control.sock (no key is
+// needed: the node has it); else a FileServer on `data_dir` with the key
+// that `load_key` gives, which is called only then. Errors: those of
+// load_key and FileServer::Open, or kPermission when the control socket
+// exists but refuses this user.
+core::Result<std::unique_ptr<FileOps>> OpenFileOps(
+    const std::filesystem::path& data_dir,
+    const std::function<core::Result<core::VolumeKey>()>& load_key);
+
+// Asks the node running on `data_dir` for "status" or "peers"; returns its
+// JSON answer. Errors: kUnavailable (no node runs there, or it did not
+// answer in time), kIo.
+core::Result<nlohmann::json> AskNode(const std::filesystem::path& data_dir,
+                                     const std::string& what);
 
 }  // namespace dfs::cli

@@ -7,7 +7,14 @@
 //
 // Errors are one line on stderr ("dfs: ...") and exit status 1; `has` exits
 // 0 (present), 1 (absent) or 2 (error).
+//
+// While a node (dfsd) runs on the data directory, put, get, rm, has, ls and
+// stat go through it (its control socket; it holds the key, so --key is not
+// needed and is ignored); otherwise this process opens the store itself.
+// The output and exit status are the same either way.
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,10 +71,24 @@ Result<core::VolumeKey> LoadKey(const Globals& g) {
   return core::ReadKeyFile(path);
 }
 
-Result<std::unique_ptr<core::FileServer>> OpenServer(const Globals& g) {
-  DFS_ASSIGN_OR_RETURN(core::VolumeKey key, LoadKey(g));
-  std::filesystem::path dir = g.data_dir.empty() ? DefaultDataDir() : std::filesystem::path(g.data_dir);
-  return core::FileServer::Open(dir, key);
+std::filesystem::path DataDir(const Globals& g) {
+  return g.data_dir.empty() ? DefaultDataDir() : std::filesystem::path(g.data_dir);
+}
+
+// The running node on the data directory, else the store opened here.
+Result<std::unique_ptr<FileOps>> OpenFiles(const Globals& g) {
+  return OpenFileOps(DataDir(g), [&g] { return LoadKey(g); });
+}
+
+// True when `fd` is a pipe or socket whose reader has gone. A get through
+// the node learns of that as an error (the node ignores SIGPIPE); run here,
+// the write would have raised SIGPIPE, so the caller raises it to end the
+// same way.
+bool ReaderGone(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return false;
+  pollfd p{fd, POLLOUT, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
 }
 
 std::string IsoTime(std::int64_t ns) {
@@ -97,28 +118,32 @@ int CmdPut(const Globals& g, const std::string& key, const std::string& path) {
     ::close(fd);
     return Fail(Status::InvalidArgument(path + " is a directory"));
   }
-  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  Result<std::unique_ptr<FileOps>> fs = OpenFiles(g);
   if (!fs.ok()) return Fail(fs.status());
-  core::FdReader reader(fd, use_stdin ? "standard input" : path);
   Status s;
   {
     Progress progress("put " + key, total);
-    s = (*fs)->Store(key, reader, [&](std::uint64_t done) { progress.Update(done); });
+    s = (*fs)->Put(key, fd, use_stdin ? "standard input" : path,
+                   [&](std::uint64_t done) { progress.Update(done); });
   }
   if (!use_stdin) ::close(fd);
   return s.ok() ? 0 : Fail(s);
 }
 
 int CmdGet(const Globals& g, const std::string& key, const std::string& path) {
-  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  Result<std::unique_ptr<FileOps>> fs = OpenFiles(g);
   if (!fs.ok()) return Fail(fs.status());
   Result<core::FileInfo> info = (*fs)->Stat(key);
   if (!info.ok()) return Fail(info.status());
   bool use_stdout = path.empty() || path == "-";
   if (use_stdout) {
-    core::FdWriter writer(STDOUT_FILENO, "standard output");
-    Progress progress("get " + key, info->size);
-    Status s = (*fs)->Get(key, writer, [&](std::uint64_t done) { progress.Update(done); });
+    Status s;
+    {
+      Progress progress("get " + key, info->size);
+      s = (*fs)->Get(key, STDOUT_FILENO, "standard output",
+                     [&](std::uint64_t done) { progress.Update(done); });
+    }
+    if (!s.ok() && ReaderGone(STDOUT_FILENO)) ::raise(SIGPIPE);
     return s.ok() ? 0 : Fail(s);
   }
   // Write beside the destination and rename, so a failed get never leaves a
@@ -126,11 +151,10 @@ int CmdGet(const Globals& g, const std::string& key, const std::string& path) {
   std::string tmp = path + ".dfs-partial";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Fail(core::ErrnoStatus(errno, "create " + tmp));
-  core::FdWriter writer(fd, path);
   Status s;
   {
     Progress progress("get " + key, info->size);
-    s = (*fs)->Get(key, writer, [&](std::uint64_t done) { progress.Update(done); });
+    s = (*fs)->Get(key, fd, path, [&](std::uint64_t done) { progress.Update(done); });
   }
   if (s.ok() && ::fsync(fd) != 0) s = core::ErrnoStatus(errno, "fsync " + path);
   if (::close(fd) != 0 && s.ok()) s = core::ErrnoStatus(errno, "close " + path);
@@ -145,14 +169,14 @@ int CmdGet(const Globals& g, const std::string& key, const std::string& path) {
 }
 
 int CmdRm(const Globals& g, const std::string& key) {
-  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  Result<std::unique_ptr<FileOps>> fs = OpenFiles(g);
   if (!fs.ok()) return Fail(fs.status());
   Status s = (*fs)->Delete(key);
   return s.ok() ? 0 : Fail(s);
 }
 
 int CmdHas(const Globals& g, const std::string& key) {
-  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  Result<std::unique_ptr<FileOps>> fs = OpenFiles(g);
   if (!fs.ok()) return Fail(fs.status(), 2);
   Result<bool> has = (*fs)->Has(key);
   if (!has.ok()) return Fail(has.status(), 2);
@@ -160,7 +184,7 @@ int CmdHas(const Globals& g, const std::string& key) {
 }
 
 int CmdLs(const Globals& g, const std::string& prefix, bool json) {
-  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  Result<std::unique_ptr<FileOps>> fs = OpenFiles(g);
   if (!fs.ok()) return Fail(fs.status());
   bool first = true;
   if (json) std::fputs("[", stdout);
@@ -182,7 +206,7 @@ int CmdLs(const Globals& g, const std::string& prefix, bool json) {
 }
 
 int CmdStat(const Globals& g, const std::string& key, bool json) {
-  Result<std::unique_ptr<core::FileServer>> fs = OpenServer(g);
+  Result<std::unique_ptr<FileOps>> fs = OpenFiles(g);
   if (!fs.ok()) return Fail(fs.status());
   Result<core::FileInfo> f = (*fs)->Stat(key);
   if (!f.ok()) return Fail(f.status());
@@ -201,10 +225,6 @@ int CmdStat(const Globals& g, const std::string& key, bool json) {
   return 0;
 }
 
-std::filesystem::path DataDir(const Globals& g) {
-  return g.data_dir.empty() ? DefaultDataDir() : std::filesystem::path(g.data_dir);
-}
-
 void PrintPeers(const nlohmann::json& peers) {
   if (peers.empty()) {
     fmt::print("no peers\n");
@@ -219,14 +239,13 @@ void PrintPeers(const nlohmann::json& peers) {
 }
 
 int CmdNode(const Globals& g, const std::string& what, bool json) {
-  Result<std::string> answer = AskNode(DataDir(g), what);
+  Result<nlohmann::json> answer = AskNode(DataDir(g), what);
   if (!answer.ok()) return Fail(answer.status());
+  nlohmann::json j = std::move(answer).value();
   if (json) {
-    fmt::print("{}", *answer);
+    fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     return 0;
   }
-  nlohmann::json j = nlohmann::json::parse(*answer, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Fail(Status::Io("the node sent a malformed answer"));
   if (what == "peers") {
     PrintPeers(j);
     return 0;

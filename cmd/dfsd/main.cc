@@ -1,10 +1,12 @@
-// dfsd: a dfs node in the foreground — a member of the peer mesh with a
-// local control socket (DIR/control.sock) for `dfs status` and `dfs peers`.
-// Logs go to stderr; SIGINT and SIGTERM stop it cleanly.
+// dfsd: a dfs node in the foreground (cmd/node/node.h) — a member of the
+// peer mesh with a local control socket (DIR/control.sock) through which
+// `dfs --data DIR ...` works. Logs go to stderr; SIGINT and SIGTERM stop it
+// cleanly.
 #include <utility>  // before Asio, for GCC 12
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <pthread.h>
+
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -60,6 +62,10 @@ int main(int argc, char** argv) {
   app.add_option("--key", key, "volume key (omit for a keyless storage peer)");
   app.add_option("--replicas", replicas, "copies of every chunk")->capture_default_str()
       ->check(CLI::Range(1, 16));
+  int dead_time = 300;
+  app.add_option("--dead-time", dead_time,
+                 "seconds a member may be unreachable before its chunks are re-replicated")
+      ->capture_default_str()->check(CLI::Range(1, 86400 * 30));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -70,6 +76,7 @@ int main(int argc, char** argv) {
   dfs::node::NodeConfig config;
   config.data_dir = data;
   config.replicas = replicas;
+  config.dead_time = std::chrono::seconds(dead_time);
   if (!ParseHostPort(listen, 3000, &config.listen_host, &config.listen_port)) {
     fmt::print(stderr, "dfsd: --listen {}: expected ADDR:PORT\n", listen);
     return 2;
@@ -95,22 +102,27 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "dfsd: volume key: {}\n", vk.status().ToString());
       return 1;
     }
-    config.has_volume_key = true;
+    config.volume_key = *vk;
   }
 
-  boost::asio::io_context io;
-  dfs::node::Node node(io, config);
+  // Signals are taken by sigwait below, never by a handler on another
+  // thread; a client that goes away mid-write is an error, not a SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);  // inherited by every thread
+
+  dfs::node::Node node(std::move(config));
   if (dfs::core::Status s = node.Start(); !s.ok()) {
     fmt::print(stderr, "dfsd: {}\n", s.ToString());
     return 1;
   }
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
-    if (ec) return;
-    spdlog::info("signal {}: stopping", sig);
-    node.Stop();
-    io.stop();
-  });
-  io.run();
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  node.Stop();
+  spdlog::info("stopped");
   return 0;
 }

@@ -3,20 +3,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
-#include <fstream>
+#include <future>
+#include <map>
+#include <set>
 
 #include <fmt/chrono.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "cmd/node/control_server.h"
+#include "core/volume_crypto.h"
+
 namespace dfs::node {
 
 namespace asio = boost::asio;
-using local = asio::local::stream_protocol;
 
 namespace {
 
@@ -27,9 +30,58 @@ std::string Iso(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
-Node::Node(asio::io_context& io, NodeConfig config) : io_(io), config_(std::move(config)) {}
+Node::Node(NodeConfig config) : config_(std::move(config)) {}
 
 Node::~Node() { Stop(); }
+
+template <typename Fn>
+auto Node::OnIo(Fn fn) -> decltype(fn()) {
+  using R = decltype(fn());
+  auto done = std::make_shared<std::promise<R>>();
+  std::future<R> fut = done->get_future();
+  asio::post(io_, [fn = std::move(fn), done]() mutable { done->set_value(fn()); });
+  if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return R();
+  return fut.get();
+}
+
+core::Status Node::OpenStores() {
+  const std::filesystem::path& dir = config_.data_dir;
+  if (!config_.volume_key.has_value()) {
+    DFS_ASSIGN_OR_RETURN(keyless_store_, core::DiskChunkStore::Open(dir / "chunks"));
+    DFS_ASSIGN_OR_RETURN(op_store_, core::OpStore::Open(dir / "ops.db"));
+    local_store_ = keyless_store_.get();
+    return core::Status::Ok();
+  }
+  core::FileServerOptions options;
+  options.node_id = id_;
+  options.lock_timeout = std::chrono::milliseconds(2000);
+  // Workers wait on peers as much as they compute: more of them, more
+  // chunks in flight (memory: about 2 x depth x chunk size per transfer).
+  options.workers = 6;
+  options.pipeline_depth = 6;
+  // Peers push chunks here before the op that references them arrives.
+  options.sweep_orphans = false;
+  auto crypto = std::make_shared<core::VolumeCrypto>(*config_.volume_key);
+  core::ReplicationOptions replication;
+  replication.replicas = static_cast<std::size_t>(config_.replicas);
+  // Sequential reads gain nothing from a large cache of fetched chunks.
+  replication.cache_bytes = 16 << 20;
+  options.wrap_store = [this, crypto, replication](std::unique_ptr<core::ChunkStore> local) {
+    // A fetched copy counts only if it opens under the volume key.
+    auto verify = [crypto](const core::ChunkId& id, core::ByteSpan sealed) {
+      core::Bytes plain;
+      return crypto->Unseal(id, sealed, &plain);
+    };
+    auto store = std::make_unique<core::ReplicatedChunkStore>(std::move(local), *network_,
+                                                              replication, verify);
+    replicated_ = store.get();
+    return std::unique_ptr<core::ChunkStore>(std::move(store));
+  };
+  DFS_ASSIGN_OR_RETURN(files_, core::FileServer::Open(dir, *config_.volume_key, std::move(options)));
+  local_store_ = &replicated_->local();
+  op_log_ = std::make_unique<core::VolumeOpLog>(*files_);
+  return core::Status::Ok();
+}
 
 core::Status Node::Start() {
   std::error_code ec;
@@ -38,10 +90,20 @@ core::Status Node::Start() {
     if (ec) return core::ErrnoStatus(ec.value(), "create " + config_.data_dir.string());
     ::chmod(config_.data_dir.c_str(), 0700);
   }
-  DFS_ASSIGN_OR_RETURN(id_, core::LoadOrCreateNodeId((config_.data_dir / "node-id").string()));
-  DFS_ASSIGN_OR_RETURN(store_, core::DiskChunkStore::Open(config_.data_dir / "chunks"));
+  std::filesystem::path id_file = config_.data_dir / "node-id";
+  std::filesystem::path log_file = config_.data_dir / (config_.volume_key ? "index.db" : "ops.db");
+  if (!std::filesystem::exists(log_file, ec) && std::filesystem::exists(id_file, ec)) {
+    // A node id names a log: a fresh log under an old id would reuse
+    // sequence numbers that peers already hold for other ops.
+    spdlog::warn("{} is new: this node takes a new node id", log_file.string());
+    std::filesystem::remove(id_file, ec);
+  }
+  DFS_ASSIGN_OR_RETURN(id_, core::LoadOrCreateNodeId(id_file.string()));
 
   mesh_ = std::make_unique<net::Mesh>(io_, id_, config_.network_key, net::MeshOptions{});
+  network_ = std::make_unique<net::MeshPeerNetwork>(io_, *mesh_);
+  DFS_RETURN_IF_ERROR(OpenStores());
+
   boost::system::error_code bec;
   auto address = asio::ip::make_address(config_.listen_host, bec);
   if (bec) return core::Status::InvalidArgument("bad --listen address: " + config_.listen_host);
@@ -49,89 +111,184 @@ core::Status Node::Start() {
     return core::Status::Unavailable(fmt::format("cannot listen on {}:{}: {}", config_.listen_host,
                                                  config_.listen_port, lec.message()));
   }
-  if (!config_.has_volume_key) {
-    chunk_server_ = std::make_unique<net::ChunkServer>(io_, *mesh_, *store_);
+  listen_port_ = mesh_->listen_port();
+  chunk_server_ = std::make_unique<net::ChunkServer>(io_, *mesh_, *local_store_);
+  net::OpSyncOptions sync_options;
+  sync_options.pull_interval = config_.pull_interval;
+  core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
+  op_sync_ = std::make_unique<net::OpSync>(io_, *mesh_, replica, sync_options);
+  if (files_) {
+    files_->SetOpListener([this](const core::Op& op, bool local) {
+      if (local) op_sync_->Publish(op_log_->SealLocal(op));
+    });
   }
+  op_sync_->Start();
   for (const auto& [host, port] : config_.peers) mesh_->AddPeer(host, port);
 
-  control_path_ = config_.data_dir / "control.sock";
-  ::unlink(control_path_.c_str());  // a stale socket from a crashed node
-  control_ = std::make_unique<local::acceptor>(io_);
-  control_->open(local(), bec);
-  if (!bec) control_->bind(local::endpoint(control_path_.string()), bec);
-  if (!bec) control_->listen(16, bec);
-  if (bec) return core::Status::Io(fmt::format("control socket {}: {}", control_path_.string(), bec.message()));
-  ::chmod(control_path_.c_str(), 0600);
-  AcceptControl();
+  ControlHandlers handlers;
+  handlers.files = files_.get();
+  handlers.status_json = [this] { return StatusJson(); };
+  handlers.peers_json = [this] { return PeersJson(); };
+  DFS_ASSIGN_OR_RETURN(control_,
+                       ControlServer::Start(config_.data_dir / "control.sock", std::move(handlers)));
+
+  io_thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(io_);
+    io_.run();
+  });
+  repair_thread_ = std::thread([this] { RepairLoop(); });
   spdlog::info("node {} listening on {}:{} ({} peer(s) given{})", id_.ToHex().substr(0, 8),
-               config_.listen_host, mesh_->listen_port(), config_.peers.size(),
-               config_.has_volume_key ? "" : ", keyless storage peer");
+               config_.listen_host, listen_port_, config_.peers.size(),
+               files_ ? "" : ", keyless storage peer");
   return core::Status::Ok();
 }
 
 void Node::Stop() {
-  if (mesh_) mesh_->Stop();
-  if (control_) {
-    boost::system::error_code ignored;
-    control_->close(ignored);
-    control_.reset();
-    ::unlink(control_path_.c_str());
+  if (stopped_) return;
+  stopped_ = true;
+  // Requests in progress finish (or fail) while the network still runs.
+  control_.reset();
+  stopping_ = true;
+  repair_cv_.notify_all();
+  if (repair_thread_.joinable()) repair_thread_.join();
+  if (io_thread_.joinable()) {
+    asio::post(io_, [this] {
+      if (op_sync_) op_sync_->Stop();
+      if (mesh_) mesh_->Stop();
+    });
+    // Let the stops run, then end the loop.
+    asio::post(io_, [this] { io_.stop(); });
+    io_thread_.join();
+  }
+  chunk_server_.reset();  // joins its workers
+  op_sync_.reset();
+  op_log_.reset();
+  files_.reset();  // records a clean shutdown
+  keyless_store_.reset();
+  op_store_.reset();
+  network_.reset();
+  mesh_.reset();
+}
+
+void Node::RepairLoop() {
+  using Clock = std::chrono::steady_clock;
+  std::set<core::NodeId> last_pass;  // the members the last pass placed copies on
+  std::map<core::NodeId, Clock::time_point> missing_since;
+  bool first = true;
+  Clock::time_point stable_since = Clock::now();
+  std::set<core::NodeId> previous;
+  std::unique_lock lock(repair_mu_);
+  while (!stopping_) {
+    repair_cv_.wait_for(lock, config_.repair_check, [this] { return stopping_.load(); });
+    if (stopping_) break;
+    lock.unlock();
+    std::vector<core::NodeId> members = network_->LiveMembers();
+    std::set<core::NodeId> live(members.begin(), members.end());
+    Clock::time_point now = Clock::now();
+    if (live != previous) stable_since = now;
+    previous = live;
+    for (const core::NodeId& n : last_pass) {
+      if (live.count(n) == 0) missing_since.try_emplace(n, now);
+    }
+    std::erase_if(missing_since, [&](const auto& e) { return live.count(e.first) > 0; });
+    bool joined = false, gone = false;
+    for (const core::NodeId& n : live) joined |= last_pass.count(n) == 0;
+    for (const auto& [n, since] : missing_since) gone |= now - since >= config_.dead_time;
+    // A first pass once membership has settled (copies a node could not
+    // place while alone); then whenever a member joins or is gone for good.
+    bool settled = now - stable_since >= std::chrono::seconds(2);
+    if (settled && (first || (joined && live.size() > 1) || gone)) {
+      first = false;
+      {
+        std::lock_guard state(repair_mu_);
+        repair_.running = true;
+      }
+      core::RepairStats stats = core::RepairPass(*local_store_, *network_,
+                                                 static_cast<std::size_t>(config_.replicas),
+                                                 std::chrono::seconds(10), stopping_);
+      if (stats.copies_made > 0 || stats.failed > 0) {
+        spdlog::info("repair: {} chunks checked, {} lacked copies, {} copies made, {} failed",
+                     stats.checked, stats.under_replicated, stats.copies_made, stats.failed);
+      }
+      std::lock_guard state(repair_mu_);
+      repair_.running = false;
+      ++repair_.passes;
+      repair_.last = stats;
+      repair_.finished = std::chrono::system_clock::now();
+      // Members that failed copies are tried again on the next change.
+      if (stats.failed == 0) {
+        last_pass = live;
+        missing_since.clear();
+      }
+    }
+    lock.lock();
   }
 }
 
-void Node::AcceptControl() {
-  control_->async_accept([this](boost::system::error_code ec, local::socket socket) {
-    if (ec) return;  // closed
-    // One short request line, one JSON answer. Requests are tiny and local,
-    // so a bounded synchronous read with a small limit is enough.
-    auto sock = std::make_shared<local::socket>(std::move(socket));
-    auto buf = std::make_shared<asio::streambuf>(256);
-    asio::async_read_until(*sock, *buf, '\n',
-                           [this, sock, buf](boost::system::error_code rec, std::size_t) {
-                             if (rec) return;
-                             std::istream in(buf.get());
-                             std::string cmd;
-                             std::getline(in, cmd);
-                             std::string out;
-                             if (cmd == "status") {
-                               out = StatusJson();
-                             } else if (cmd == "peers") {
-                               out = PeersJson();
-                             } else {
-                               out = nlohmann::json{{"error", "unknown request"}}.dump();
-                             }
-                             out += "\n";
-                             auto data = std::make_shared<std::string>(std::move(out));
-                             asio::async_write(*sock, asio::buffer(*data),
-                                               [sock, data](boost::system::error_code, std::size_t) {});
-                           });
-    AcceptControl();
-  });
+RepairState Node::repair_state() {
+  std::lock_guard lock(repair_mu_);
+  return repair_;
+}
+
+core::ScrubStats Node::Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  core::ChunkVerifier verify;
+  if (config_.volume_key) {
+    auto crypto = std::make_shared<core::VolumeCrypto>(*config_.volume_key);
+    verify = [crypto](const core::ChunkId& id, core::ByteSpan sealed) {
+      core::Bytes plain;
+      return crypto->Unseal(id, sealed, &plain);
+    };
+  }
+  core::ScrubStats stats =
+      core::Scrub(*local_store_, *network_, verify, std::chrono::seconds(10), stopping_, progress);
+  for (const core::ChunkId& id : stats.unrepaired_ids) {
+    spdlog::error("scrub: chunk {} is bad here and no peer has a good copy", id.ToHex());
+  }
+  return stats;
 }
 
 std::string Node::PeersJson() {
-  nlohmann::json peers = nlohmann::json::array();
-  for (const net::PeerInfo& p : mesh_->Peers()) {
-    peers.push_back({{"address", p.address},
-                     {"id", p.id.ToHex()},
-                     {"alive", p.alive},
-                     {"last_seen", Iso(p.last_seen)}});
+  std::vector<net::PeerInfo> peers = OnIo([this] { return mesh_->Peers(); });
+  nlohmann::json out = nlohmann::json::array();
+  for (const net::PeerInfo& p : peers) {
+    out.push_back({{"address", p.address},
+                   {"id", p.id.ToHex()},
+                   {"alive", p.alive},
+                   {"last_seen", Iso(p.last_seen)}});
   }
-  return peers.dump(2);
+  return out.dump(2);
 }
 
 std::string Node::StatusJson() {
   nlohmann::json j;
   j["node"] = id_.ToHex();
-  j["listen"] = fmt::format("{}:{}", config_.listen_host, mesh_->listen_port());
+  j["listen"] = fmt::format("{}:{}", config_.listen_host, listen_port_);
   j["data"] = config_.data_dir.string();
-  j["keyless"] = !config_.has_volume_key;
+  j["keyless"] = !files_;
   j["replicas"] = config_.replicas;
   j["peers"] = nlohmann::json::parse(PeersJson());
-  auto usage = store_->Usage();
+  auto usage = local_store_->Usage();
   if (usage.ok()) {
     j["chunks"] = usage->chunks;
     j["bytes"] = usage->bytes;
+  }
+  j["ops_received"] = op_sync_->accepted();
+  RepairState r = repair_state();
+  j["repair"] = {{"running", r.running},
+                 {"passes", r.passes},
+                 {"last_checked", r.last.checked},
+                 {"last_under_replicated", r.last.under_replicated},
+                 {"last_copies_made", r.last.copies_made},
+                 {"last_failed", r.last.failed},
+                 {"last_finished", Iso(r.finished)}};
+  // Chunks that lacked a copy at the last pass and could not all be fixed.
+  j["under_replicated"] = r.last.failed > 0 ? r.last.under_replicated : 0;
+  if (files_) {
+    auto totals = files_->Totals();
+    if (totals.ok()) {
+      j["files"] = totals->files;
+      j["logical_bytes"] = totals->logical_bytes;
+    }
   }
   return j.dump(2);
 }

@@ -1,30 +1,53 @@
-// Node: what dfsd runs — this node's identity, its place in the mesh, and
-// the local control socket through which `dfs status` and `dfs peers` ask
-// about it. A keyless node (no --key) is a storage peer: it stores and
-// serves members' sealed chunks, which it cannot read. A node with the key
-// does not serve chunks yet: its local FileServer's orphan sweep would not
-// know chunks held for others until the op log replicates (next step).
+// Node: a whole dfs node — what dfsd runs, and what dfsmount runs under its
+// mount.
 //
-// Threading: one io_context thread drives everything.
+//   - its identity (DIR/node-id) and its place in the mesh (net::Mesh);
+//   - with the volume key: a FileServer on DIR whose chunk store is a
+//     ReplicatedChunkStore over the mesh (Store returns once the write
+//     quorum holds each chunk; Get fetches what this node lacks), whose
+//     local ops are pushed to every peer and whose missing ops are pulled
+//     (net::OpSync over core::VolumeOpLog);
+//   - without it: a keyless storage peer, holding and serving sealed chunks
+//     and sealed ops (core::OpStore) that it cannot read;
+//   - either way it serves its chunks to peers (net::ChunkServer) and the
+//     local control socket DIR/control.sock (ControlServer) through which
+//     `dfs --data DIR ...` works.
+//
+// Threading: Start runs the network on a thread of its own. Stop and the
+// destructor may be called from any other thread; file operations through
+// files() from any thread.
 #pragma once
 
 #include <utility>  // before Asio, for GCC 12
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/disk_chunk_store.h"
+#include "core/file_server.h"
+#include "core/key_file.h"
 #include "core/node_id.h"
+#include "core/op_replica.h"
+#include "core/op_store.h"
+#include "core/repair.h"
+#include "core/replicated_chunk_store.h"
 #include "core/status.h"
 #include "net/chunk_exchange.h"
 #include "net/mesh.h"
+#include "net/op_sync.h"
 
 namespace dfs::node {
+
+class ControlServer;
 
 struct NodeConfig {
   std::filesystem::path data_dir;
@@ -32,36 +55,81 @@ struct NodeConfig {
   std::uint16_t listen_port = 3000;
   std::vector<std::pair<std::string, std::uint16_t>> peers;
   net::NetworkKey network_key{};
-  bool has_volume_key = false;
+  std::optional<core::VolumeKey> volume_key;  // none: a keyless storage peer
   int replicas = 3;
+  std::chrono::milliseconds pull_interval{5000};
+  // A member unreachable this long is gone: its chunks are re-replicated.
+  std::chrono::milliseconds dead_time{std::chrono::minutes(5)};
+  // How often the repair loop looks at membership.
+  std::chrono::milliseconds repair_check{std::chrono::seconds(1)};
+};
+
+// What the last repair pass found and did.
+struct RepairState {
+  bool running = false;
+  std::uint64_t passes = 0;
+  core::RepairStats last;
+  std::chrono::system_clock::time_point finished{};
 };
 
 class Node {
  public:
-  Node(boost::asio::io_context& io, NodeConfig config);
+  explicit Node(NodeConfig config);
   ~Node();
 
-  // Loads or creates DIR/node-id, opens the chunk store, listens, dials the
-  // peers, serves DIR/control.sock. Errors name what failed.
+  // Loads or creates DIR/node-id, opens the store (and the FileServer when
+  // there is a volume key), listens, dials the peers, serves
+  // DIR/control.sock, and starts the network thread. Errors name what failed.
   core::Status Start();
+  // Stops serving the control socket (waiting for requests in progress),
+  // then the network. Idempotent.
   void Stop();
 
-  // The JSON `dfs status` prints.
+  core::FileServer* files() { return files_.get(); }
+  const core::NodeId& id() const { return id_; }
+  std::uint16_t listen_port() const { return listen_port_; }
+
+  // The JSON `dfs status` and `dfs peers` print. Any thread.
   std::string StatusJson();
-  // The JSON `dfs peers` prints.
   std::string PeersJson();
 
- private:
-  void AcceptControl();
+  // Verifies every local chunk and replaces bad ones from peers (dfs scrub).
+  core::ScrubStats Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress);
+  RepairState repair_state();
 
-  boost::asio::io_context& io_;
+ private:
+  core::Status OpenStores();
+  void RepairLoop();
+  // Runs fn on the network thread and waits for it.
+  template <typename Fn>
+  auto OnIo(Fn fn) -> decltype(fn());
+
   NodeConfig config_;
+  boost::asio::io_context io_;
   core::NodeId id_;
-  std::unique_ptr<core::DiskChunkStore> store_;
+  std::uint16_t listen_port_ = 0;
   std::unique_ptr<net::Mesh> mesh_;
+  std::unique_ptr<net::MeshPeerNetwork> network_;
+  // With the key: the FileServer owns the replicated store, which owns the disk store.
+  std::unique_ptr<core::FileServer> files_;
+  core::ReplicatedChunkStore* replicated_ = nullptr;
+  std::unique_ptr<core::VolumeOpLog> op_log_;
+  // Without it.
+  std::unique_ptr<core::DiskChunkStore> keyless_store_;
+  std::unique_ptr<core::OpStore> op_store_;
+
+  core::ChunkStore* local_store_ = nullptr;  // this node's own chunks, either way
   std::unique_ptr<net::ChunkServer> chunk_server_;
-  std::unique_ptr<boost::asio::local::stream_protocol::acceptor> control_;
-  std::filesystem::path control_path_;
+  std::unique_ptr<net::OpSync> op_sync_;
+  std::unique_ptr<ControlServer> control_;
+  std::thread io_thread_;
+  bool stopped_ = false;
+
+  std::thread repair_thread_;
+  std::mutex repair_mu_;
+  std::condition_variable repair_cv_;
+  std::atomic<bool> stopping_{false};
+  RepairState repair_;  // guarded by repair_mu_
 };
 
 }  // namespace dfs::node
