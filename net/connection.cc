@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/encoding.h"
+
 namespace dfs::net {
 
 namespace {
@@ -41,6 +43,17 @@ auto CloseOnError(std::shared_ptr<Connection> self) {
 }
 
 thread_local bool tls_on_io_thread = false;
+
+constexpr std::size_t kStreamOpenSize = 16;
+constexpr std::uint8_t kCancelFromSender = 1;  // StreamCancel flag: the stream's sender cancels
+
+// App frames may travel as streams; transport frames never do.
+bool Streamable(FrameType type) {
+  auto t = static_cast<std::uint8_t>(type);
+  return t >= static_cast<std::uint8_t>(FrameType::kRequest) &&
+         (t < static_cast<std::uint8_t>(FrameType::kStreamOpen) ||
+          t > static_cast<std::uint8_t>(FrameType::kStreamCancel));
+}
 
 }  // namespace
 
@@ -183,6 +196,11 @@ void Connection::Dispatch(Frame frame) {
       return;
     }
     case FrameType::kPong: return;
+    case FrameType::kStreamOpen:
+    case FrameType::kStreamData:
+    case FrameType::kStreamCredit:
+    case FrameType::kStreamClose:
+    case FrameType::kStreamCancel: OnStreamFrame(std::move(frame)); return;
     case FrameType::kResponse:
     case FrameType::kChunkResponse:
     case FrameType::kOpPullReply:
@@ -203,9 +221,14 @@ void Connection::Dispatch(Frame frame) {
 asio::awaitable<void> Connection::Writer() {
   Bytes wire;
   for (;;) {
-    while (!queue_.empty() && !closed_) {
-      Frame frame = std::move(queue_.front());
-      queue_.pop_front();
+    // Queued frames (requests, answers, credit, heartbeats) go before the
+    // next stream piece, so no transfer holds up the small frames.
+    Frame frame;
+    while (!closed_ && (!queue_.empty() || NextStreamPiece(&frame))) {
+      if (!queue_.empty()) {
+        frame = std::move(queue_.front());
+        queue_.pop_front();
+      }
       if (auto ec = sealer_->Seal(frame, &wire)) {
         Close(ec);
         co_return;
@@ -239,10 +262,207 @@ asio::awaitable<void> Connection::Heartbeat() {
 
 bool Connection::Send(Frame frame) {
   AssertIoThread();
-  if (closed_ || queue_.size() >= options_.send_queue_limit) return false;
-  queue_.push_back(std::move(frame));
+  if (closed_ || queued() >= options_.send_queue_limit) return false;
+  if (frame.payload.size() > options_.stream_threshold && Streamable(frame.type)) {
+    std::optional<std::uint32_t> max = MaxPayload(static_cast<std::uint8_t>(frame.type));
+    if (!max || frame.payload.size() > *max - kSealOverhead) {
+      spdlog::error("peer {}: a frame of type {} with {} bytes exceeds its maximum; not sent", peer_,
+                    static_cast<int>(frame.type), frame.payload.size());
+      return false;
+    }
+    OpenOutStream(std::move(frame));
+  } else {
+    queue_.push_back(std::move(frame));
+  }
   wake_writer_.cancel();
   return true;
+}
+
+void Connection::OpenOutStream(Frame frame) {
+  std::uint64_t id = next_stream_id_++;
+  Frame open;
+  open.type = FrameType::kStreamOpen;
+  open.request_id = id;
+  open.payload.assign(kStreamOpenSize, 0);
+  open.payload[0] = static_cast<std::uint8_t>(frame.type);
+  open.payload[1] = frame.flags;
+  core::StoreLe(open.payload.data() + 4, frame.payload.size(), 4);
+  core::StoreLe(open.payload.data() + 8, frame.request_id, 8);
+  queue_.push_back(std::move(open));
+  out_streams_.emplace(id, OutStream{std::move(frame)});
+}
+
+bool Connection::NextStreamPiece(Frame* out) {
+  if (out_streams_.empty()) return false;
+  auto it = out_streams_.lower_bound(stream_turn_);
+  for (std::size_t tried = 0; tried < out_streams_.size(); ++tried, ++it) {
+    if (it == out_streams_.end()) it = out_streams_.begin();
+    const std::uint64_t id = it->first;
+    OutStream& s = it->second;
+    std::size_t left = s.frame.payload.size() - s.offset;
+    if (left == 0) {
+      *out = Frame{FrameType::kStreamClose, 0, id, {}};
+      out_streams_.erase(it);
+      stream_turn_ = id + 1;
+      return true;
+    }
+    if (s.credit == 0) continue;
+    std::size_t n = std::min({left, s.credit, options_.stream_chunk});
+    out->type = FrameType::kStreamData;
+    out->flags = 0;
+    out->request_id = id;
+    out->payload.assign(s.frame.payload.begin() + static_cast<std::ptrdiff_t>(s.offset),
+                        s.frame.payload.begin() + static_cast<std::ptrdiff_t>(s.offset + n));
+    s.offset += n;
+    s.credit -= n;
+    stream_turn_ = id + 1;  // the others take their turn first
+    return true;
+  }
+  return false;
+}
+
+void Connection::CancelOutStream(std::uint64_t id, const std::string& why, bool tell_peer) {
+  auto it = out_streams_.find(id);
+  if (it == out_streams_.end()) return;
+  std::uint64_t request_id = it->second.frame.request_id;
+  out_streams_.erase(it);
+  if (tell_peer) {
+    Frame cancel{FrameType::kStreamCancel, kCancelFromSender, id, {}};
+    cancel.payload.assign(why.begin(), why.end());
+    queue_.push_back(std::move(cancel));
+    wake_writer_.cancel();
+    return;
+  }
+  spdlog::warn("peer {}: refused a stream: {}", peer_, why);
+  auto p = pending_.find(request_id);
+  if (request_id != 0 && p != pending_.end()) {
+    p->second->result = std::make_error_code(std::errc::operation_canceled);
+    p->second->timer.cancel();
+  }
+}
+
+void Connection::CancelInStream(std::uint64_t id, const std::string& why) {
+  auto it = in_streams_.find(id);
+  if (it != in_streams_.end()) {
+    if (it->second.admitted) in_memory_ -= it->second.total;
+    in_streams_.erase(it);
+  }
+  Frame cancel{FrameType::kStreamCancel, 0, id, {}};
+  cancel.payload.assign(why.begin(), why.end());
+  queue_.push_back(std::move(cancel));
+  wake_writer_.cancel();
+  AdmitWaiting();
+}
+
+void Connection::Grant(std::uint64_t id) {
+  auto it = in_streams_.find(id);
+  if (it == in_streams_.end()) return;
+  InStream& s = it->second;
+  if (!s.admitted || s.granted >= s.total) return;
+  std::size_t outstanding = s.granted - s.data.size();
+  if (outstanding > options_.stream_window / 2) return;
+  std::size_t more = std::min(options_.stream_window - outstanding, s.total - s.granted);
+  s.granted += more;
+  Frame credit{FrameType::kStreamCredit, 0, id, Bytes(4)};
+  core::StoreLe(credit.payload.data(), more, 4);
+  queue_.push_back(std::move(credit));  // like heartbeats, credit skips the queue limit
+  wake_writer_.cancel();
+}
+
+void Connection::AdmitWaiting() {
+  while (!waiting_.empty()) {
+    auto it = in_streams_.find(waiting_.front());
+    if (it == in_streams_.end()) {
+      waiting_.pop_front();  // cancelled while it waited
+      continue;
+    }
+    if (in_memory_ + it->second.total > options_.stream_memory) return;
+    waiting_.pop_front();
+    it->second.admitted = true;
+    in_memory_ += it->second.total;
+    in_memory_peak_ = std::max(in_memory_peak_, in_memory_);
+    it->second.data.reserve(it->second.total);
+    Grant(it->first);
+  }
+}
+
+void Connection::OnStreamFrame(Frame frame) {
+  const std::uint64_t id = frame.request_id;
+  const Bytes& p = frame.payload;
+  auto violation = [&](const char* what) {
+    spdlog::warn("peer {}: {}; closing", peer_, what);
+    Close(make_error_code(NetError::kBadStream));
+  };
+  switch (frame.type) {
+    case FrameType::kStreamOpen: {
+      if (p.size() != kStreamOpenSize || in_streams_.count(id) > 0) {
+        return violation("malformed or repeated stream open");
+      }
+      InStream s;
+      s.type = static_cast<FrameType>(p[0]);
+      s.flags = p[1];
+      s.total = core::LoadLe(p.data() + 4, 4);
+      s.request_id = core::LoadLe(p.data() + 8, 8);
+      std::optional<std::uint32_t> max = MaxPayload(p[0]);
+      if (!max || !Streamable(s.type) || s.total > *max - kSealOverhead) {
+        return CancelInStream(id, "stream of a type or size not accepted");
+      }
+      if (s.total > options_.stream_memory) {
+        return CancelInStream(id, "stream larger than this connection's stream memory");
+      }
+      if (in_streams_.size() >= options_.max_streams) {
+        return CancelInStream(id, "too many streams open");
+      }
+      in_streams_.emplace(id, std::move(s));
+      waiting_.push_back(id);
+      AdmitWaiting();
+      return;
+    }
+    case FrameType::kStreamData: {
+      auto it = in_streams_.find(id);
+      if (it == in_streams_.end()) return;  // cancelled: late pieces are dropped
+      InStream& s = it->second;
+      if (!s.admitted || s.data.size() + p.size() > s.granted) {
+        return violation("stream data beyond the credit granted");
+      }
+      s.data.insert(s.data.end(), p.begin(), p.end());
+      Grant(id);
+      return;
+    }
+    case FrameType::kStreamClose: {
+      auto it = in_streams_.find(id);
+      if (it == in_streams_.end()) return;
+      if (it->second.data.size() != it->second.total) return violation("stream closed short");
+      Frame whole{it->second.type, it->second.flags, it->second.request_id, std::move(it->second.data)};
+      in_memory_ -= it->second.total;
+      in_streams_.erase(it);
+      AdmitWaiting();
+      Dispatch(std::move(whole));
+      return;
+    }
+    case FrameType::kStreamCredit: {
+      if (p.size() != 4) return violation("malformed stream credit");
+      auto it = out_streams_.find(id);
+      if (it == out_streams_.end()) return;
+      it->second.credit += core::LoadLe(p.data(), 4);
+      wake_writer_.cancel();
+      return;
+    }
+    case FrameType::kStreamCancel: {
+      std::string why(p.begin(), p.end());
+      if (frame.flags & kCancelFromSender) {
+        auto it = in_streams_.find(id);
+        if (it == in_streams_.end()) return;
+        if (it->second.admitted) in_memory_ -= it->second.total;
+        in_streams_.erase(it);
+        AdmitWaiting();
+      } else {
+        CancelOutStream(id, why, /*tell_peer=*/false);
+      }
+      return;
+    }
+    default: return;
+  }
 }
 
 void Connection::Post(Frame frame) {
@@ -266,6 +486,12 @@ asio::awaitable<std::variant<Frame, std::error_code>> Connection::Request(
   co_await pending->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   pending_.erase(id);
   if (pending->result) co_return std::move(*pending->result);
+  for (const auto& [sid, stream] : out_streams_) {
+    if (stream.frame.request_id == id) {
+      CancelOutStream(sid, "the request's deadline passed", /*tell_peer=*/true);
+      break;
+    }
+  }
   co_return std::make_error_code(std::errc::timed_out);
 }
 
@@ -287,6 +513,10 @@ void Connection::Close(std::error_code why) {
     p->timer.cancel();
   }
   queue_.clear();
+  out_streams_.clear();
+  in_streams_.clear();
+  waiting_.clear();
+  in_memory_ = 0;
   for (auto& h : on_close_) h(*this, why);
 }
 

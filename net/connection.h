@@ -7,6 +7,18 @@
 // has arrived for dead_after). Any error closes the connection once, calls
 // the close handler with the reason, and logs one line naming the peer.
 //
+// Streams (docs/protocol.md, "streams"): a frame whose payload is larger
+// than stream_threshold is sent as a stream — StreamOpen, StreamData pieces
+// of stream_chunk bytes as the receiver grants credit (StreamCredit), then
+// StreamClose — and the receiver hands it to the handlers as the one frame
+// it was. Small frames go out before stream pieces, and streams take turns,
+// so many transfers and small requests share a connection without one
+// blocking the others. The receiver admits a stream (and grants it credit)
+// only while the streams it is reassembling fit in stream_memory; either
+// side may cancel a stream (StreamCancel) without closing the connection:
+// a request whose stream is cancelled fails, a request that times out
+// cancels its stream.
+//
 // Threading: a Connection lives on one io_context thread. Every method must
 // be called on that thread (asserted), except Post(), which any thread may
 // use to send. Handlers run on the io thread and must not block.
@@ -41,7 +53,12 @@ struct ConnectionOptions {
   std::chrono::milliseconds handshake_timeout{5000};
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};
-  std::size_t send_queue_limit = 256;  // frames waiting to be written
+  std::size_t send_queue_limit = 256;  // frames and streams waiting to be written
+  std::size_t stream_threshold = 64 << 10;  // larger payloads travel as streams
+  std::size_t stream_chunk = 256 << 10;     // bytes per StreamData frame
+  std::size_t stream_window = 2 << 20;      // credit a stream is granted at a time
+  std::size_t stream_memory = 16 << 20;     // incoming stream bytes being reassembled
+  std::size_t max_streams = 256;            // incoming streams open or waiting at once
 };
 
 enum class Role { kInitiator, kResponder };
@@ -83,7 +100,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool established() const { return established_; }
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
-  std::size_t queued() const { return queue_.size(); }
+  std::size_t queued() const { return queue_.size() + out_streams_.size(); }
+  // Incoming stream bytes reserved now, and the most ever (for tests).
+  std::size_t stream_memory_in_use() const { return in_memory_; }
+  std::size_t stream_memory_peak() const { return in_memory_peak_; }
 
  private:
   Connection(tcp::socket socket, const NetworkKey& key, Role role, ConnectionOptions options);
@@ -97,6 +117,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> Writer();
   asio::awaitable<void> Heartbeat();
   void Dispatch(Frame frame);
+  // Streams: the sender's and the receiver's halves.
+  void OpenOutStream(Frame frame);
+  bool NextStreamPiece(Frame* out);
+  void CancelOutStream(std::uint64_t id, const std::string& why, bool tell_peer);
+  void OnStreamFrame(Frame frame);
+  void AdmitWaiting();
+  void Grant(std::uint64_t id);
+  void CancelInStream(std::uint64_t id, const std::string& why);
+
+  struct OutStream {
+    Frame frame;  // the message; its payload goes out in pieces
+    std::size_t offset = 0;
+    std::size_t credit = 0;
+  };
+  struct InStream {
+    FrameType type = FrameType::kPing;
+    std::uint8_t flags = 0;
+    std::uint64_t request_id = 0;
+    std::size_t total = 0;
+    std::size_t granted = 0;
+    bool admitted = false;
+    Bytes data;
+  };
 
   struct Pending {
     explicit Pending(asio::any_io_executor ex) : timer(ex) {}
@@ -120,6 +163,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point last_heard_;
   std::uint64_t next_request_id_ = 1;
   std::map<std::uint64_t, std::shared_ptr<Pending>> pending_;
+  std::map<std::uint64_t, OutStream> out_streams_;
+  std::uint64_t next_stream_id_ = 1;
+  std::uint64_t stream_turn_ = 0;  // the stream id whose turn is next
+  std::map<std::uint64_t, InStream> in_streams_;
+  std::deque<std::uint64_t> waiting_;  // opened, not yet admitted
+  std::size_t in_memory_ = 0;
+  std::size_t in_memory_peak_ = 0;
   bool established_ = false;
   bool closed_ = false;
   FrameHandler on_frame_;

@@ -20,6 +20,7 @@ class Category final : public std::error_category {
       case NetError::kWeakKey: return "peer sent a weak (low-order) key";
       case NetError::kAuthFailed: return "frame failed authentication";
       case NetError::kCounterExhausted: return "frame counter exhausted";
+      case NetError::kBadStream: return "stream protocol violation";
     }
     return "unknown dfs.net error";
   }

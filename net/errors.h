@@ -16,6 +16,7 @@ enum class NetError {
   kWeakKey,              // a low-order X25519 public key
   kAuthFailed,           // a sealed frame did not authenticate (forged, replayed, reordered)
   kCounterExhausted,     // 2^64 frames on one key: the connection must be rekeyed
+  kBadStream,            // a stream frame that breaks the stream rules (docs/protocol.md)
 };
 
 const std::error_category& NetCategory();
