@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -409,10 +410,82 @@ TEST_F(ControlServerTest, StatusAndPeersAnswerTheHandlersJson) {
   EXPECT_TRUE(peers->is_array());
 
   server_.reset();
-  auto s = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}});
+  auto s = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}});
   ASSERT_TRUE(s.ok());
   server_ = std::move(s).value();
   EXPECT_EQ(Client().Query("status").status().code(), ErrorCode::kUnavailable);
+}
+
+// scrub: the handler's progress reaches the client as rate-limited
+// {"progress":N,"bad":B} lines, then its counts come in the final line; a
+// server without the handler refuses.
+TEST_F(ControlServerTest, ScrubStreamsProgressThenItsCounts) {
+  auto refused = Client().Scrub();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(refused.status().message().find("does not scrub"), std::string::npos)
+      << refused.status().ToString();
+
+  const core::ChunkId lost = testing::TestChunkId(7);
+  std::atomic<int> calls{0};
+  ControlHandlers h;
+  h.files = files_.get();
+  h.scrub = [&](const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+    ++calls;
+    core::ScrubStats stats;
+    for (std::uint64_t i = 1; i <= 10; ++i) {  // 1.5 s: several progress lines
+      std::this_thread::sleep_for(150ms);
+      stats.checked = i * 64;
+      stats.bad = i >= 5 ? 2 : 0;
+      progress(stats.checked, stats.bad);
+    }
+    stats.repaired = 1;
+    stats.unrepaired = 1;
+    stats.unrepaired_ids = {lost};
+    return stats;
+  };
+  server_.reset();
+  auto started = ControlServer::Start(socket_, std::move(h));
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  server_ = std::move(started).value();
+
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> seen;
+  auto start = std::chrono::steady_clock::now();
+  auto stats = Client().Scrub(
+      [&](std::uint64_t checked, std::uint64_t bad) { seen.emplace_back(checked, bad); });
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->checked, 640u);
+  EXPECT_EQ(stats->bad, 2u);
+  EXPECT_EQ(stats->repaired, 1u);
+  EXPECT_EQ(stats->unrepaired, 1u);
+  ASSERT_EQ(stats->unrepaired_ids.size(), 1u);
+  EXPECT_EQ(stats->unrepaired_ids[0], lost);
+  ASSERT_GE(seen.size(), 3u) << "progress lines arrive while the scrub runs";
+  EXPECT_LE(seen.size(), static_cast<std::size_t>(elapsed / 200ms) + 1) << seen.size();
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_LE(seen.back().first, 640u);
+  EXPECT_EQ(seen.back().second, 2u) << "the later lines carry the bad chunks found";
+
+  // On the wire: progress lines of exactly two counts, then the final line.
+  auto lines = Raw(R"({"op":"scrub"})"
+                   "\n");
+  ASSERT_GE(lines.size(), 2u);
+  for (std::size_t i = 0; i + 1 < lines.size(); ++i) {
+    nlohmann::json j = Json(lines[i]);
+    EXPECT_EQ(j.size(), 2u) << lines[i];
+    EXPECT_TRUE(j["progress"].is_number_unsigned()) << lines[i];
+    EXPECT_TRUE(j["bad"].is_number_unsigned()) << lines[i];
+  }
+  EXPECT_EQ(Json(lines.back()), nlohmann::json({{"ok", true},
+                                                {"checked", 640},
+                                                {"bad", 2},
+                                                {"repaired", 1},
+                                                {"unrepaired", 1},
+                                                {"unrepaired_ids", {lost.ToHex()}}}));
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_TRUE(WaitIdle());
+  server_.reset();  // the handler refers to this test's locals
 }
 
 // The client goes away before its pipe ends: what came through the pipe is
@@ -546,7 +619,7 @@ TEST_F(ControlServerTest, StartReplacesAStaleSocketOnly) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 
   // A live server is not replaced.
-  auto second = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}});
+  auto second = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}});
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), ErrorCode::kUnavailable);
   EXPECT_TRUE(Client().Has("x").ok()) << "the first server still serves";
@@ -566,7 +639,7 @@ TEST_F(ControlServerTest, StartReplacesAStaleSocketOnly) {
   // Anything else is left alone.
   server_.reset();
   testing::WriteFile(socket_, Bytes(3, 3));
-  auto over_file = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}});
+  auto over_file = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}});
   ASSERT_FALSE(over_file.ok());
   EXPECT_EQ(over_file.status().code(), ErrorCode::kExists);
   EXPECT_EQ(fs::file_size(socket_), 3u);

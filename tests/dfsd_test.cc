@@ -8,12 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -453,6 +455,91 @@ TEST_F(DfsdTest, APartitionHealsAndTheIndexConvergesOnBothSides) {
     ASSERT_EQ(get.exit_code, 0) << node << ": " << get.err;
     EXPECT_TRUE(SameFile(one, out)) << node;
   }
+}
+
+}  // namespace
+}  // namespace dfs
+
+// dfs scrub through a running node: a damaged chunk is replaced by a peer's
+// verified copy; without a node, scrub says to start one.
+
+namespace dfs {
+namespace {
+
+// The chunk files of a node: DIR/chunks/ab/cd/<64 hex>.
+std::vector<fs::path> ChunkFiles(const std::string& data) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(fs::path(data) / "chunks")) {
+    if (e.is_regular_file() && e.path().filename().string().size() == 64) {
+      files.push_back(e.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+TEST_F(DfsdTest, ScrubReplacesADamagedChunkFromAPeer) {
+  StartKeyed("a", {});
+  std::string address = Address("a");
+  StartKeyed("b", {address});
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 1 && AlivePeers("b") == 1; }, 10s));
+  fs::path in = dir_ / "scrub.in";
+  WriteRandomFile(in, 3, 5);
+  auto put = Dfs({"--data", Data("a"), "put", "scrubbed", in.string()});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  // The put returned once both nodes (the write quorum of two) held every
+  // chunk; one of a's copies is now damaged in the middle.
+  std::vector<fs::path> chunks = ChunkFiles(Data("a"));
+  ASSERT_GE(chunks.size(), 2u);
+  fs::path victim = chunks[chunks.size() / 2];
+  testing::FlipByte(victim, static_cast<std::streamoff>(fs::file_size(victim) / 2));
+
+  auto r = Dfs({"--data", Data("a"), "scrub", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["checked"], chunks.size()) << r.out;
+  EXPECT_EQ(j["bad"], 1) << r.out;
+  EXPECT_EQ(j["repaired"], 1) << r.out;
+  EXPECT_EQ(j["unrepaired"], 0) << r.out;
+  EXPECT_TRUE(j["unrepaired_ids"].empty()) << r.out;
+
+  fs::path out = dir_ / "scrub.out";
+  auto get = Dfs({"--data", Data("a"), "get", "scrubbed", out.string()});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_TRUE(SameFile(in, out));
+  // The copy on a's disk is good again, not just read around.
+  r = Dfs({"--data", Data("a"), "scrub"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, fmt::format("checked {} chunks: 0 bad, 0 repaired, 0 could not be repaired\n",
+                               chunks.size()));
+
+  auto status = Dfs({"--data", Data("a"), "status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("under-replicated: "), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("last repair:"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("files:    1, 3.0 MiB"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("ALIVE"), std::string::npos) << status.out;
+}
+
+TEST_F(DfsdTest, ScrubWithoutARunningNodeSaysToStartOne) {
+  StartKeyed("a", {});
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "k", (dir_ / "net.key").string()}).exit_code, 0);
+  EXPECT_EQ(testing::Stop(pids_.back(), SIGTERM), 0);
+  Forget(pids_.back());
+  for (const std::string& data : {Data("a"), Data("never")}) {
+    for (bool json : {false, true}) {
+      std::vector<std::string> args = {"--data", data, "scrub"};
+      if (json) args.push_back("--json");
+      auto r = Dfs(args);
+      EXPECT_EQ(r.exit_code, 1) << data;
+      EXPECT_EQ(r.out, "") << data;
+      EXPECT_EQ(r.err, fmt::format("dfs: unavailable: no dfsd is running on {} (start one: dfsd "
+                                   "--data {} --network-key FILE)\n",
+                                   data, data));
+    }
+  }
+  EXPECT_FALSE(fs::exists(Data("never"))) << "scrub does not create a data directory";
 }
 
 }  // namespace

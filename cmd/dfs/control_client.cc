@@ -226,6 +226,16 @@ class NodeFileOps final : public FileOps {
   std::optional<ControlClient> first_;
 };
 
+// A connection to the node running on `data_dir`; when none runs, an error
+// that says how to start one.
+Result<ControlClient> ConnectNode(const std::filesystem::path& data_dir) {
+  Result<ControlClient> client = ControlClient::Connect(data_dir / node::kControlSocketName);
+  if (client.ok() || client.status().code() != core::ErrorCode::kUnavailable) return client;
+  return Status::Unavailable(
+      fmt::format("no dfsd is running on {} (start one: dfsd --data {} --network-key FILE)",
+                  data_dir.string(), data_dir.string()));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FileOps>> OpenFileOps(
@@ -246,14 +256,15 @@ Result<std::unique_ptr<FileOps>> OpenFileOps(
 }
 
 Result<nlohmann::json> AskNode(const std::filesystem::path& data_dir, const std::string& what) {
-  Result<ControlClient> client = ControlClient::Connect(data_dir / node::kControlSocketName);
-  if (!client.ok()) {
-    if (client.status().code() != core::ErrorCode::kUnavailable) return client.status();
-    return Status::Unavailable(
-        fmt::format("no dfsd is running on {} (start one: dfsd --data {} --network-key FILE)",
-                    data_dir.string(), data_dir.string()));
-  }
-  return client->Query(what);
+  DFS_ASSIGN_OR_RETURN(ControlClient client, ConnectNode(data_dir));
+  return client.Query(what);
+}
+
+Result<core::ScrubStats> ScrubThroughNode(
+    const std::filesystem::path& data_dir,
+    const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  DFS_ASSIGN_OR_RETURN(ControlClient client, ConnectNode(data_dir));
+  return client.Scrub(progress);
 }
 
 }  // namespace dfs::cli

@@ -5,6 +5,7 @@
 // same results and the same errors (cmd/node/control_protocol.h).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "core/file_server.h"
 #include "core/key_file.h"
+#include "core/repair.h"
 #include "core/status.h"
 
 namespace dfs::cli {
@@ -51,5 +53,12 @@ core::Result<std::unique_ptr<FileOps>> OpenFileOps(
 // answer in time), kIo.
 core::Result<nlohmann::json> AskNode(const std::filesystem::path& data_dir,
                                      const std::string& what);
+
+// Has the node running on `data_dir` verify every chunk it holds and replace
+// bad ones from its peers; `progress(checked, bad)` follows it. Waits as
+// long as the scrub runs. Errors: as AskNode (no node runs there), kIo.
+core::Result<core::ScrubStats> ScrubThroughNode(
+    const std::filesystem::path& data_dir,
+    const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress);
 
 }  // namespace dfs::cli

@@ -4,14 +4,17 @@
 //   dfs [--data DIR] [--key FILE] put KEY [PATH|-]
 //   dfs [--data DIR] [--key FILE] get KEY [PATH|-]
 //   dfs ... rm KEY | has KEY | ls [PREFIX] [--json] | stat KEY [--json]
+//   dfs [--data DIR] status [--json] | peers [--json] | scrub [--json]
 //
 // Errors are one line on stderr ("dfs: ...") and exit status 1; `has` exits
-// 0 (present), 1 (absent) or 2 (error).
+// 0 (present), 1 (absent) or 2 (error); `scrub` exits 1 when a chunk is
+// left bad.
 //
 // While a node (dfsd) runs on the data directory, put, get, rm, has, ls and
 // stat go through it (its control socket; it holds the key, so --key is not
 // needed and is ignored); otherwise this process opens the store itself.
-// The output and exit status are the same either way.
+// The output and exit status are the same either way. status, peers and
+// scrub need the node.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +27,7 @@
 #include <ctime>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -34,6 +38,7 @@
 #include "cmd/dfs/progress.h"
 #include "core/file_server.h"
 #include "core/key_file.h"
+#include "core/repair.h"
 
 namespace dfs::cli {
 namespace {
@@ -238,6 +243,28 @@ void PrintPeers(const nlohmann::json& peers) {
   }
 }
 
+// Files, ops and replication health from a node's status JSON; each line
+// only when the node reports it.
+void PrintHealth(const nlohmann::json& j) {
+  auto count = [&j](const char* name) { return j.value(name, std::uint64_t{0}); };
+  if (j.contains("files")) {
+    fmt::print("files:    {}, {}\n", count("files"), HumanBytes(count("logical_bytes")));
+  }
+  if (j.contains("ops_received")) {
+    fmt::print("ops:      {} received from peers\n", count("ops_received"));
+  }
+  if (!j.contains("repair")) return;
+  const nlohmann::json& r = j["repair"];
+  fmt::print("under-replicated: {} chunks\n", count("under_replicated"));
+  std::string finished = r.value("last_finished", "");
+  std::string last = finished.empty() ? std::string("none yet")
+                                      : fmt::format("{}, {} copies made, {} failed", finished,
+                                                    r.value("last_copies_made", std::uint64_t{0}),
+                                                    r.value("last_failed", std::uint64_t{0}));
+  fmt::print("last repair:      {}{}\n", last,
+             r.value("running", false) ? " (a pass is running now)" : "");
+}
+
 int CmdNode(const Globals& g, const std::string& what, bool json) {
   Result<nlohmann::json> answer = AskNode(DataDir(g), what);
   if (!answer.ok()) return Fail(answer.status());
@@ -257,9 +284,59 @@ int CmdNode(const Globals& g, const std::string& what, bool json) {
     fmt::print("held:     {} chunks, {}\n", j["chunks"].get<std::uint64_t>(),
                HumanBytes(j["bytes"].get<std::uint64_t>()));
   }
+  PrintHealth(j);
   fmt::print("\n");
   PrintPeers(j["peers"]);
   return 0;
+}
+
+int CmdScrub(const Globals& g, bool json) {
+  std::filesystem::path dir = DataDir(g);
+  // The bar's total is the chunks the node holds; asked only for a terminal.
+  std::uint64_t total = 0;
+  if (::isatty(STDERR_FILENO) == 1) {
+    Result<nlohmann::json> status = AskNode(dir, "status");
+    if (!status.ok()) return Fail(status.status());
+    total = status->value("chunks", std::uint64_t{0});
+  }
+  Result<core::ScrubStats> result = core::ScrubStats{};
+  {
+    Progress progress("scrub", total, Progress::Unit::kChunks);
+    result = ScrubThroughNode(dir, [&](std::uint64_t checked, std::uint64_t bad) {
+      if (bad > 0) progress.SetLabel(fmt::format("scrub ({} bad)", bad));
+      progress.Update(checked);
+    });
+    if (result.ok()) {
+      if (result->bad > 0) progress.SetLabel(fmt::format("scrub ({} bad)", result->bad));
+      progress.Update(result->checked);
+    }
+  }
+  if (!result.ok()) return Fail(result.status());
+  const core::ScrubStats& stats = *result;
+  std::vector<std::string> ids;
+  for (const core::ChunkId& id : stats.unrepaired_ids) ids.push_back(id.ToHex());
+  if (json) {
+    nlohmann::json j = {{"checked", stats.checked},
+                        {"bad", stats.bad},
+                        {"repaired", stats.repaired},
+                        {"unrepaired", stats.unrepaired},
+                        {"unrepaired_ids", ids}};
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("checked {} chunks: {} bad, {} repaired, {} could not be repaired\n", stats.checked,
+               stats.bad, stats.repaired, stats.unrepaired);
+    for (const std::string& id : ids) fmt::print("  unrepaired: {}\n", id);
+    if (stats.unrepaired > ids.size()) {
+      fmt::print("  (and {} more, named in the node's log)\n", stats.unrepaired - ids.size());
+    }
+  }
+  if (stats.unrepaired > 0) {
+    fmt::print(stderr,
+               "dfs: {} chunk(s) on this node are bad and no peer has a good copy: the files "
+               "that use them cannot be read in full\n",
+               stats.unrepaired);
+  }
+  return stats.bad == stats.repaired ? 0 : 1;
 }
 
 }  // namespace
@@ -306,6 +383,9 @@ int main(int argc, char** argv) {
   status->add_flag("--json", json, "print JSON");
   auto* peers = app.add_subcommand("peers", "the running dfsd's peers: address, alive, last seen");
   peers->add_flag("--json", json, "print a JSON array");
+  auto* scrub = app.add_subcommand(
+      "scrub", "have the running dfsd verify its chunks and replace bad ones from peers");
+  scrub->add_flag("--json", json, "print a JSON object");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -318,5 +398,6 @@ int main(int argc, char** argv) {
   if (*stat) return CmdStat(g, key, json);
   if (*status) return CmdNode(g, "status", json);
   if (*peers) return CmdNode(g, "peers", json);
+  if (*scrub) return CmdScrub(g, json);
   return 1;
 }

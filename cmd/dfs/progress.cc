@@ -17,9 +17,10 @@ std::string HumanBytes(std::uint64_t bytes) {
   return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, kUnits[u]);
 }
 
-Progress::Progress(std::string label, std::uint64_t total)
+Progress::Progress(std::string label, std::uint64_t total, Unit unit)
     : label_(std::move(label)),
       total_(total),
+      unit_(unit),
       enabled_(::isatty(STDERR_FILENO) == 1),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
@@ -40,6 +41,10 @@ void Progress::Update(std::uint64_t done) {
 void Progress::Draw(bool final) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = secs > 0 ? static_cast<double>(done_) / secs : 0;
+  const bool bytes = unit_ == Unit::kBytes;
+  auto amount = [bytes](std::uint64_t n) { return bytes ? HumanBytes(n) : fmt::format("{}", n); };
+  const char* unit = bytes ? "" : " chunks";
+  std::string speed = fmt::format("{}{}/s", amount(static_cast<std::uint64_t>(rate)), unit);
   std::string line;
   if (total_ > 0) {
     double frac = std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_));
@@ -48,12 +53,10 @@ void Progress::Draw(bool final) {
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.resize(kWidth, '.');
     double left = rate > 0 ? static_cast<double>(total_ - std::min(done_, total_)) / rate : 0;
-    line = fmt::format("{} [{}] {:3.0f}% {} / {}  {}/s  {:.0f}s left", label_, bar, frac * 100,
-                       HumanBytes(done_), HumanBytes(total_),
-                       HumanBytes(static_cast<std::uint64_t>(rate)), left);
+    line = fmt::format("{} [{}] {:3.0f}% {} / {}{}  {}  {:.0f}s left", label_, bar, frac * 100,
+                       amount(done_), amount(total_), unit, speed, left);
   } else {
-    line = fmt::format("{} {}  {}/s", label_, HumanBytes(done_),
-                       HumanBytes(static_cast<std::uint64_t>(rate)));
+    line = fmt::format("{} {}{}  {}", label_, amount(done_), unit, speed);
   }
   fmt::print(stderr, "\r\033[K{}{}", line, final ? "\n" : "");
   std::fflush(stderr);

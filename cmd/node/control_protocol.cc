@@ -247,7 +247,7 @@ Result<ControlClient> ControlClient::Connect(const std::filesystem::path& socket
 }
 
 Result<json> ControlClient::Call(json request, int fd, std::chrono::milliseconds line_timeout,
-                                 const core::ProgressFn& progress,
+                                 const std::function<void(const json&)>& on_progress,
                                  const std::function<bool(const json&)>& on_item) {
   if (!fd_.valid()) return Status::InvalidArgument("a control connection carries one request");
   UniqueFd sock = std::move(fd_);
@@ -267,7 +267,7 @@ Result<json> ControlClient::Call(json request, int fd, std::chrono::milliseconds
     if (!j.is_object()) return Malformed();
     if (auto p = j.find("progress"); p != j.end()) {
       if (!p->is_number_unsigned()) return Malformed();
-      if (progress) progress(p->get<std::uint64_t>());
+      if (on_progress) on_progress(j);
       continue;
     }
     if (auto item = j.find("item"); item != j.end()) {
@@ -283,8 +283,14 @@ Result<json> ControlClient::Call(json request, int fd, std::chrono::milliseconds
 Status ControlClient::Transfer(std::string_view op, std::string_view key, int fd,
                                std::string_view name, const core::ProgressFn& progress) {
   DFS_RETURN_IF_ERROR(core::ValidateKey(key));
-  DFS_ASSIGN_OR_RETURN(
-      json answer, Call({{"op", op}, {"key", key}, {"name", name}}, fd, kNoDeadline, progress, {}));
+  std::function<void(const json&)> on_progress;
+  if (progress) {
+    on_progress = [&progress](const json& line) {
+      progress(line.at("progress").get<std::uint64_t>());
+    };
+  }
+  DFS_ASSIGN_OR_RETURN(json answer, Call({{"op", op}, {"key", key}, {"name", name}}, fd,
+                                         kNoDeadline, on_progress, {}));
   auto size = answer.find("size");
   if (progress && size != answer.end() && size->is_number_unsigned()) {
     progress(size->get<std::uint64_t>());
@@ -344,6 +350,41 @@ Result<json> ControlClient::Query(std::string_view op) {
   auto result = answer.find("result");
   if (result == answer.end()) return Malformed();
   return std::move(*result);
+}
+
+Result<core::ScrubStats> ControlClient::Scrub(
+    const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+  bool bad_line = false;
+  std::function<void(const json&)> on_progress;
+  if (progress) {
+    on_progress = [&](const json& line) {
+      auto bad = line.find("bad");
+      if (bad == line.end() || !bad->is_number_unsigned()) {
+        bad_line = true;
+        return;
+      }
+      progress(line.at("progress").get<std::uint64_t>(), bad->get<std::uint64_t>());
+    };
+  }
+  // A scrub lasts as long as the store is large; its progress lines and
+  // its final line end the wait.
+  DFS_ASSIGN_OR_RETURN(json answer, Call({{"op", "scrub"}}, -1, kNoDeadline, on_progress, {}));
+  if (bad_line) return Malformed();
+  try {
+    core::ScrubStats stats;
+    stats.checked = answer.at("checked").get<std::uint64_t>();
+    stats.bad = answer.at("bad").get<std::uint64_t>();
+    stats.repaired = answer.at("repaired").get<std::uint64_t>();
+    stats.unrepaired = answer.at("unrepaired").get<std::uint64_t>();
+    for (const json& hex : answer.at("unrepaired_ids")) {
+      Result<core::ChunkId> id = core::ChunkId::FromHex(hex.get<std::string>());
+      if (!id.ok()) return Malformed();
+      stats.unrepaired_ids.push_back(*id);
+    }
+    return stats;
+  } catch (const json::exception&) {
+    return Malformed();
+  }
 }
 
 }  // namespace dfs::node

@@ -18,10 +18,14 @@
 //                         the content to it.
 //                    "name" (put, get; optional) names that file in errors.
 //                    Ops: put, get, rm, has, stat (with "key"), ls (with
-//                    "prefix", "" or absent for every key), status, peers.
+//                    "prefix", "" or absent for every key), status, peers,
+//                    scrub.
 //   node -> client   JSON lines:
 //                    put, get: zero or more {"progress":N} (plaintext bytes
 //                         done; at most about 5 a second);
+//                    scrub: zero or more {"progress":N,"bad":B} (local
+//                         chunks checked, and found bad, so far; at most
+//                         about 5 a second);
 //                    ls:  one {"item":{"key":K,"size":N,"chunks":N,"mtime":T}}
 //                         per key in byte order, sent as the listing goes;
 //                    then exactly one final line:
@@ -31,13 +35,16 @@
 //                         {"ok":true,"key":K,"size":N,"chunks":N,
 //                          "stored_bytes":N,"mtime":T}       stat
 //                         {"ok":true,"result":J}             status, peers
+//                         {"ok":true,"checked":N,"bad":N,"repaired":N,
+//                          "unrepaired":N,"unrepaired_ids":[H,..]}  scrub
 //                    or   {"ok":false,"code":C,"error":"message"}
 //                    where C names a core::ErrorCode ("not_found", "exists",
 //                    "corrupt", "wrong_key", "unavailable", "invalid_argument",
 //                    "no_space", "io", "permission"), so that the client
 //                    shows the same error line and exit status as when it
 //                    runs the FileServer itself. T is nanoseconds since the
-//                    Unix epoch. The node closes the connection after the
+//                    Unix epoch. H is a chunk id in hex (the first 100 of
+//                    the unrepaired). The node closes the connection after the
 //                    final line; a malformed or oversized request line is
 //                    answered with an "invalid_argument" error and closed, as
 //                    is a client that sends no request within 10 s.
@@ -45,7 +52,8 @@
 // The node closes a passed fd before it sends the final line. When the
 // client's connection closes during a put, the node stops reading and does
 // not commit; in particular a source that ends (EOF) after the client went
-// away is not taken as complete. During a get it stops writing.
+// away is not taken as complete. During a get it stops writing. A scrub
+// runs to its end either way (what it repairs stays repaired).
 //
 // All functions here may be called from any thread; a LineReader or a
 // ControlClient is used by one thread at a time. Nothing here raises
@@ -65,6 +73,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file_server.h"
+#include "core/repair.h"
 #include "core/status.h"
 
 namespace dfs::node {
@@ -156,9 +165,9 @@ class LineReader {
 // Keys are checked here with the FileServer's own rules before they are
 // sent, so a bad key gives the same error as a local FileServer.
 //
-// put and get wait as long as the node works (its progress lines and its
-// closing the connection end the wait); the other requests give up after a
-// deadline (kUnavailable).
+// put, get and scrub wait as long as the node works (its progress lines and
+// its closing the connection end the wait); the other requests give up after
+// a deadline (kUnavailable).
 class ControlClient {
  public:
   // Errors: kUnavailable when no node listens on `socket_path` (no socket,
@@ -185,6 +194,11 @@ class ControlClient {
   core::Result<core::FileInfo> Stat(std::string_view key);
   // "status" or "peers": the JSON the node answers with.
   core::Result<nlohmann::json> Query(std::string_view op);
+  // Has the node verify every chunk it holds and replace bad ones from its
+  // peers; `progress(checked, bad)` follows its progress lines. Errors:
+  // kUnavailable (a node that does not scrub), the connection's.
+  core::Result<core::ScrubStats> Scrub(
+      const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress = {});
 
  private:
   explicit ControlClient(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -195,11 +209,12 @@ class ControlClient {
                         const core::ProgressFn& progress);
 
   // Sends `request` (with `fd` attached when >= 0) and reads the answer:
-  // progress lines go to `progress`, item lines to `on_item` (which may
-  // return false to stop), and the final line is returned once it says ok.
+  // progress lines (whose "progress" is a count) go to `on_progress`, item
+  // lines to `on_item` (which may return false to stop), and the final line
+  // is returned once it says ok.
   core::Result<nlohmann::json> Call(nlohmann::json request, int fd,
                                     std::chrono::milliseconds line_timeout,
-                                    const core::ProgressFn& progress,
+                                    const std::function<void(const nlohmann::json&)>& on_progress,
                                     const std::function<bool(const nlohmann::json&)>& on_item);
 
   UniqueFd fd_;

@@ -129,22 +129,33 @@ class ClientDestWriter final : public core::Writer {
   UniqueFd own_;
 };
 
-// {"progress":N} lines, at most one per kProgressInterval.
+// Progress lines, at most one per kProgressInterval: {"progress":N}, and
+// for a scrub {"progress":N,"bad":B}.
 class ProgressLines {
  public:
   explicit ProgressLines(int sock) : sock_(sock), sent_at_(std::chrono::steady_clock::now()) {}
   void Update(std::uint64_t done) {
     done_ = done;
-    auto now = std::chrono::steady_clock::now();
-    if (now - sent_at_ < kProgressInterval) return;
-    sent_at_ = now;
-    // A failure means the client went away, which the reader or writer
-    // notices next.
-    (void)SendLine(sock_, JsonLine({{"progress", done}}));
+    if (Due()) Send({{"progress", done}});
+  }
+  void Update(std::uint64_t done, std::uint64_t bad) {
+    done_ = done;
+    if (Due()) Send({{"progress", done}, {"bad", bad}});
   }
   std::uint64_t done() const { return done_; }
 
  private:
+  // True, and the interval starts again, when a line may go out now.
+  bool Due() {
+    auto now = std::chrono::steady_clock::now();
+    if (now - sent_at_ < kProgressInterval) return false;
+    sent_at_ = now;
+    return true;
+  }
+  // A failure means the client went away, which the reader or writer
+  // notices next (a scrub goes on to its end regardless).
+  void Send(const json& line) { (void)SendLine(sock_, JsonLine(line)); }
+
   int sock_;
   std::uint64_t done_ = 0;
   std::chrono::steady_clock::time_point sent_at_;
@@ -266,6 +277,22 @@ std::string AnswerFileRequest(int sock, core::FileServer& files, const Request& 
   return JsonLine({{"ok", true}});
 }
 
+// Runs the node's scrub, streaming its progress; returns the final line.
+std::string AnswerScrub(int sock, const ControlHandlers& h) {
+  if (!h.scrub) return ErrorLine(Status::Unavailable("this node does not scrub"));
+  ProgressLines progress(sock);
+  core::ScrubStats stats =
+      h.scrub([&](std::uint64_t checked, std::uint64_t bad) { progress.Update(checked, bad); });
+  json ids = json::array();
+  for (const core::ChunkId& id : stats.unrepaired_ids) ids.push_back(id.ToHex());
+  return JsonLine({{"ok", true},
+                   {"checked", stats.checked},
+                   {"bad", stats.bad},
+                   {"repaired", stats.repaired},
+                   {"unrepaired", stats.unrepaired},
+                   {"unrepaired_ids", std::move(ids)}});
+}
+
 std::string AnswerRequest(int sock, const ControlHandlers& h, const Request& req, UniqueFd passed) {
   if (req.op == "status" || req.op == "peers") {
     const auto& fn = req.op == "status" ? h.status_json : h.peers_json;
@@ -277,6 +304,10 @@ std::string AnswerRequest(int sock, const ControlHandlers& h, const Request& req
       return ErrorLine(Status::Io(fmt::format("the node's {} is not valid JSON", req.op)));
     }
     return JsonLine({{"ok", true}, {"result", std::move(result)}});
+  }
+  if (req.op == "scrub") {
+    passed.Reset();
+    return AnswerScrub(sock, h);
   }
   if (!IsFileOp(req.op)) {
     return ErrorLine(Status::InvalidArgument(fmt::format("unknown request \"{}\"", req.op)));

@@ -1,7 +1,8 @@
 // ControlServer: the node's side of the local control socket DIR/control.sock
 // (the protocol is in cmd/node/control_protocol.h). Through it `dfs put, get,
 // rm, has, ls, stat` reach the FileServer of a running node, which holds the
-// data directory's lock, and `dfs status` and `dfs peers` ask about the node.
+// data directory's lock, `dfs status` and `dfs peers` ask about the node, and
+// `dfs scrub` has it verify its chunks.
 //
 // Plain POSIX sockets and threads, no Asio: one accept thread and one thread
 // per connected client (at most max_clients at once; more are answered with
@@ -26,6 +27,7 @@
 #include <thread>
 
 #include "core/file_server.h"
+#include "core/repair.h"
 #include "core/status.h"
 
 namespace dfs::node {
@@ -41,6 +43,13 @@ struct ControlHandlers {
   std::function<std::string()> status_json;
   // The JSON `dfs peers` prints. Unset: peers requests answer an error.
   std::function<std::string()> peers_json;
+  // Verifies every local chunk, replacing bad ones from peers (`dfs scrub`);
+  // calls `progress(checked, bad)` now and then, on the calling thread.
+  // Blocks until the whole store is checked. Unset: scrub requests answer an
+  // error.
+  std::function<core::ScrubStats(
+      const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress)>
+      scrub;
 };
 
 class ControlServer {

@@ -129,6 +129,9 @@ core::Status Node::Start() {
   handlers.files = files_.get();
   handlers.status_json = [this] { return StatusJson(); };
   handlers.peers_json = [this] { return PeersJson(); };
+  handlers.scrub = [this](const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
+    return Scrub(progress);
+  };
   DFS_ASSIGN_OR_RETURN(control_,
                        ControlServer::Start(config_.data_dir / "control.sock", std::move(handlers)));
 
@@ -146,10 +149,11 @@ core::Status Node::Start() {
 void Node::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  // Requests in progress finish (or fail) while the network still runs.
-  control_.reset();
+  // A scrub or repair pass in progress stops early; other requests in
+  // progress finish (or fail) while the network still runs.
   stopping_ = true;
   repair_cv_.notify_all();
+  control_.reset();
   if (repair_thread_.joinable()) repair_thread_.join();
   if (io_thread_.joinable()) {
     asio::post(io_, [this] {
