@@ -41,8 +41,11 @@ class DfsdTest : public ::testing::Test {
     ASSERT_EQ(Dfs({"keygen", (dir_ / "volume.key").string()}).exit_code, 0);
   }
   // A node holding the volume key.
-  int StartKeyed(const std::string& name, const std::vector<std::string>& peers) {
-    return StartNode(name, peers, "net.key", {"--key", (dir_ / "volume.key").string()});
+  int StartKeyed(const std::string& name, const std::vector<std::string>& peers,
+                 const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"--key", (dir_ / "volume.key").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return StartNode(name, peers, "net.key", args);
   }
   void TearDown() override {
     for (int pid : pids_) testing::Stop(pid, SIGKILL);
@@ -540,6 +543,50 @@ TEST_F(DfsdTest, ScrubWithoutARunningNodeSaysToStartOne) {
     }
   }
   EXPECT_FALSE(fs::exists(Data("never"))) << "scrub does not create a data directory";
+}
+
+}  // namespace
+}  // namespace dfs
+
+// Repair across real processes: a member killed for good, past the dead
+// time; a fourth joins; every chunk is back to three copies.
+
+namespace dfs {
+namespace {
+
+TEST_F(DfsdTest, AfterAMemberIsGonePastTheDeadTimeEveryChunkHasThreeCopiesAgain) {
+  const std::vector<std::string> fast = {"--dead-time", "2"};
+  StartKeyed("a", {}, fast);
+  std::string address = Address("a");
+  StartKeyed("b", {address}, fast);
+  int c = StartKeyed("c", {address}, fast);
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 2 && AlivePeers("b") == 2 && AlivePeers("c") == 2; }, 10s));
+  fs::path in = dir_ / "in";
+  WriteRandomFile(in, 12, 3);
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "f", in.string()}).exit_code, 0);
+  auto stat = nlohmann::json::parse(Dfs({"--data", Data("a"), "stat", "f", "--json"}).out);
+  int chunks = stat["chunks"].get<int>();
+  ASSERT_GE(chunks, 3);
+  auto held = [&](const std::string& node) {
+    nlohmann::json s = Status(node);
+    return s.is_null() ? -1 : s["chunks"].get<int>();
+  };
+  EXPECT_EQ(held("c"), chunks);
+  EXPECT_EQ(testing::Stop(c, SIGKILL), 128 + SIGKILL);
+  Forget(c);
+  fs::remove_all(Data("c"));  // gone for good, with its copies
+  std::this_thread::sleep_for(2500ms);  // past the dead time
+  StartKeyed("d", {Address("b")}, fast);
+  EXPECT_TRUE(WaitFor([&] { return held("d") == chunks; }, 30s)) << held("d") << " of " << chunks;
+  EXPECT_EQ(held("a"), chunks);
+  EXPECT_EQ(held("b"), chunks);
+  EXPECT_TRUE(WaitFor([&] {
+    nlohmann::json s = Status("d");
+    return !s.is_null() && s["repair"]["passes"].get<int>() >= 1 && s["under_replicated"].get<int>() == 0;
+  }, 15s)) << Status("d").dump();
+  fs::path out = dir_ / "out";
+  ASSERT_EQ(Dfs({"--data", Data("d"), "get", "f", out.string()}).exit_code, 0);
+  EXPECT_TRUE(SameFile(in, out));
 }
 
 }  // namespace
