@@ -216,6 +216,17 @@ TEST_F(DfsdTest, AKeylessPeerHoldsChunksAsCiphertextOnly) {
   net::Mesh mesh(io, testing::TestNodeId(0xee), key, net::MeshOptions{});
   mesh.AddPeer("127.0.0.1", port);
   std::thread io_thread([&] { io.run(); });
+  // Stops the mesh and joins the io thread however the test ends (an
+  // early ASSERT must not leave a joinable thread, which would abort).
+  struct Joiner {
+    std::function<void()> fn;
+    ~Joiner() { fn(); }
+  } joiner{[&] {
+    if (!io_thread.joinable()) return;
+    boost::asio::post(io, [&] { mesh.Stop(); });
+    guard.reset();
+    io_thread.join();
+  }};
   net::MeshPeerNetwork network(io, mesh);
   for (int i = 0; i < 100 && network.LiveMembers().size() < 2; ++i) std::this_thread::sleep_for(50ms);
   ASSERT_EQ(network.LiveMembers().size(), 2u);
@@ -235,9 +246,7 @@ TEST_F(DfsdTest, AKeylessPeerHoldsChunksAsCiphertextOnly) {
   core::Bytes plain;
   ASSERT_TRUE(crypto.Unseal(id, back, &plain).ok());
 
-  boost::asio::post(io, [&] { mesh.Stop(); });
-  guard.reset();
-  io_thread.join();
+  joiner.fn();
 
   std::string hex = id.ToHex();
   EXPECT_TRUE(fs::exists(fs::path(Data("store")) / "chunks" / hex.substr(0, 2) / hex.substr(2, 2) / hex));
