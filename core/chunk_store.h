@@ -67,4 +67,17 @@ class ChunkStore {
   virtual Status Sync() = 0;
 };
 
+// A check of a copy beyond the store's own (a node with the volume key: the
+// chunk opens under it). Used when choosing among copies.
+using ChunkVerifier = std::function<Status(const ChunkId&, ByteSpan)>;
+
+// Puts a verified copy in place of a bad one and makes it durable. A copy
+// damaged without changing its size looks intact to Put, so it goes first.
+inline Status ReplaceChunk(ChunkStore& store, const ChunkId& id, ByteSpan data) {
+  Status removed = store.Remove(id);
+  if (!removed.ok() && removed.code() != ErrorCode::kNotFound) return removed;
+  DFS_RETURN_IF_ERROR(store.Put(id, data));
+  return store.Sync();
+}
+
 }  // namespace dfs::core

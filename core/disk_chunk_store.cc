@@ -4,6 +4,7 @@
 // usage counters. Sync() and the first Usage() scan are each serialized with
 // themselves.
 #include "core/disk_chunk_store.h"
+#include "core/io.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -63,27 +64,6 @@ bool IsHexByteName(const char* name) {
   return hex(name[0]) && hex(name[1]) && name[2] == '\0';
 }
 
-// A file descriptor closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  // Closes now and reports close()'s errno (0 on success).
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_;
-};
 
 // A DIR* closed on scope exit.
 class Dir {
@@ -124,8 +104,8 @@ Status MakeDir(const fs::path& dir, bool* created) {
 }
 
 Status FsyncDir(const fs::path& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.ok()) return ErrnoStatus(errno, "open directory " + dir.string());
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus(errno, "open directory " + dir.string());
   if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync directory " + dir.string());
   return Status::Ok();
 }
@@ -230,8 +210,8 @@ class DiskChunkStore::Impl {
     }
 
     const fs::path tmp = tmp_ / fmt::format("{}.{}.{}", hex, ::getpid(), g_tmp_counter++);
-    Fd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    if (!f.ok()) return ErrnoStatus(errno, "create " + tmp.string());
+    UniqueFd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!f.valid()) return ErrnoStatus(errno, "create " + tmp.string());
     // From here on every failure removes the temporary file.
     auto fail = [&](Status s) {
       ::unlink(tmp.c_str());
@@ -416,8 +396,8 @@ class DiskChunkStore::Impl {
   // `path`: exact size and identical header bytes.
   static Result<Existing> CheckExisting(const fs::path& path, const std::uint8_t* header,
                                         std::size_t size, std::uint64_t* damaged_payload) {
-    Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!f.ok()) {
+    UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!f.valid()) {
       if (errno == ENOENT) return Existing::kAbsent;
       if (errno == ELOOP) return Existing::kDamaged;  // a symlink: replaced by the chunk
       return ErrnoStatus(errno, "open chunk " + path.string());
@@ -497,14 +477,14 @@ class DiskChunkStore::Impl {
     // Chunk data first. Many files: one syncfs() of the store's filesystem
     // costs one journal commit instead of one per file.
     if (all) {
-      Fd root(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!root.ok()) return ErrnoStatus(errno, "open " + root_.string());
+      UniqueFd root(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!root.valid()) return ErrnoStatus(errno, "open " + root_.string());
       if (::syncfs(root.get()) != 0) return ErrnoStatus(errno, "syncfs " + root_.string());
     } else {
       for (const ChunkId& id : files) {
         const fs::path path = PathFor(id.ToHex());
-        Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!f.ok()) {
+        UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!f.valid()) {
           if (errno == ENOENT) continue;  // removed since
           return ErrnoStatus(errno, "open " + path.string());
         }
@@ -527,8 +507,8 @@ class DiskChunkStore::Impl {
       return Status::Corrupt(fmt::format("chunk {}: {}", hex, what));
     };
     // O_NOFOLLOW: the store only ever creates regular files.
-    Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!f.ok()) {
+    UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!f.valid()) {
       if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
       if (errno == ELOOP) return corrupt("a symbolic link, not a chunk file");
       return ErrnoStatus(errno, "open chunk " + path.string());

@@ -8,6 +8,22 @@
 
 namespace dfs::core {
 
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) Reset(other.Release());
+  return *this;
+}
+
+void UniqueFd::Reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+int UniqueFd::Close() {
+  int rc = ::close(fd_);
+  fd_ = -1;
+  return rc == 0 ? 0 : errno;
+}
+
 Result<std::size_t> ReadFull(Reader& reader, MutableByteSpan buf) {
   std::size_t total = 0;
   while (total < buf.size()) {

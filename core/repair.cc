@@ -83,9 +83,7 @@ ScrubStats Scrub(ChunkStore& local, PeerNetwork& network, const ChunkVerifier& v
         if (peer == self) continue;
         if (!network.GetChunk(peer, id, &data, deadline).ok()) continue;
         if (verify && !verify(id, data).ok()) continue;
-        // Same-size damage looks intact to Put: take the bad copy away first.
-        (void)local.Remove(id);
-        if (local.Put(id, data).ok() && local.Sync().ok()) fixed = true;
+        fixed = ReplaceChunk(local, id, data).ok();
         break;
       }
       if (fixed) {

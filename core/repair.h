@@ -47,8 +47,6 @@ struct ScrubStats {
   std::vector<ChunkId> unrepaired_ids;  // the first 100 of them, to name
 };
 
-using ChunkVerifier = std::function<Status(const ChunkId&, ByteSpan)>;
-
 ScrubStats Scrub(ChunkStore& local, PeerNetwork& network, const ChunkVerifier& verify,
                  std::chrono::milliseconds deadline, const std::atomic<bool>& stop,
                  const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress = {});

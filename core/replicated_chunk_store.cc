@@ -65,10 +65,7 @@ Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check)
     if (s.ok() && verify) s = verify_(id, *out);
     if (s.ok()) {
       if (local.code() == ErrorCode::kCorrupt && verify) {
-        // Heal our copy with the verified one (same-size damage looks
-        // intact to Put, so the bad file goes first).
-        (void)local_.Remove(id);
-        if (local_.Put(id, *out).ok()) (void)local_.Sync();
+        (void)ReplaceChunk(local_, id, *out);  // heal our copy; a failure leaves it as it was
       }
       ToCache(id, *out);
       return Status::Ok();

@@ -38,7 +38,7 @@ struct ReplicationOptions {
 
 class ReplicatedChunkStore final : public ChunkStore {
  public:
-  using Verifier = std::function<Status(const ChunkId&, ByteSpan)>;
+  using Verifier = ChunkVerifier;
 
   ReplicatedChunkStore(ChunkStore& local, PeerNetwork& network, ReplicationOptions options,
                        Verifier verify = {});

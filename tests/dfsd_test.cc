@@ -30,6 +30,8 @@
 namespace dfs {
 namespace {
 
+using testing::WaitFor;
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -81,14 +83,6 @@ class DfsdTest : public ::testing::Test {
     int n = 0;
     for (const auto& p : nlohmann::json::parse(r.out)) n += p["alive"].get<bool>();
     return n;
-  }
-  bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(100ms);
-    }
-    return pred();
   }
   void Forget(int pid) { std::erase(pids_, pid); }
 

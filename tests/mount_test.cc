@@ -19,6 +19,8 @@
 namespace dfs {
 namespace {
 
+using testing::WaitFor;
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -30,15 +32,6 @@ bool Mounted(const fs::path& dir) {
     if (line.find(want) != std::string::npos) return true;
   }
   return false;
-}
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
 }
 
 std::string Slurp(const fs::path& p) {

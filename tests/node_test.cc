@@ -4,6 +4,7 @@
 // never meet.
 #include "cmd/node/node.h"
 
+#include <array>
 #include <chrono>
 #include <thread>
 
@@ -15,6 +16,8 @@
 
 namespace dfs::node {
 namespace {
+
+using testing::WaitFor;
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -41,13 +44,14 @@ class NodeTest : public ::testing::Test {
     return *nodes_.back();
   }
 
-  static bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit = 20s) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return pred();
+  // Nodes a, b and c (b and c given a), once each sees the other two; c is
+  // null if they never do.
+  std::array<Node*, 3> StartThree() {
+    Node& a = Start("a", {});
+    Node& b = Start("b", {&a});
+    Node& c = Start("c", {&a});
+    bool meshed = WaitFor([&] { return AlivePeers(a) == 2 && AlivePeers(b) == 2 && AlivePeers(c) == 2; });
+    return {&a, &b, meshed ? &c : nullptr};
   }
   static bool Has(Node& n, const std::string& key) {
     auto r = n.files()->Has(key);
@@ -81,10 +85,9 @@ class NodeTest : public ::testing::Test {
 };
 
 TEST_F(NodeTest, AFileStoredOnOneNodeIsReadOnEveryOtherAndHeldThreeTimes) {
-  Node& a = Start("a", {});
-  Node& b = Start("b", {&a});
-  Node& c = Start("c", {&a});
-  ASSERT_TRUE(WaitFor([&] { return AlivePeers(a) == 2 && AlivePeers(b) == 2 && AlivePeers(c) == 2; }));
+  auto [pa, pb, pc] = StartThree();
+  ASSERT_NE(pc, nullptr) << "the mesh of three did not form";
+  Node &a = *pa, &b = *pb, &c = *pc;
   core::Bytes data = testing::RandomBytes(9 << 20, 5);
   core::Status s = Put(a, "big/file", data);
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -153,10 +156,9 @@ TEST_F(NodeTest, AKeylessPeerHoldsOnlyCiphertextAndRelaysTheLog) {
 }
 
 TEST_F(NodeTest, AfterAMemberIsGoneEveryChunkRegainsThreeCopies) {
-  Node& a = Start("a", {});
-  Node& b = Start("b", {&a});
-  Node& c = Start("c", {&a});
-  ASSERT_TRUE(WaitFor([&] { return AlivePeers(a) == 2 && AlivePeers(b) == 2 && AlivePeers(c) == 2; }));
+  auto [pa, pb, pc] = StartThree();
+  ASSERT_NE(pc, nullptr) << "the mesh of three did not form";
+  Node &a = *pa, &b = *pb, &c = *pc;
   core::Bytes data = testing::RandomBytes(12 << 20, 8);
   ASSERT_TRUE(Put(a, "f", data).ok());
   std::uint64_t chunks = a.files()->Stat("f")->chunks;

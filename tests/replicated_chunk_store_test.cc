@@ -13,6 +13,13 @@
 namespace dfs::core {
 namespace {
 
+// A verifier that accepts exactly `good` (as if only it authenticated).
+ReplicatedChunkStore::Verifier AcceptOnly(Bytes good) {
+  return [good = std::move(good)](const ChunkId&, ByteSpan b) {
+    return Bytes(b.begin(), b.end()) == good ? Status::Ok() : Status::Corrupt("forged");
+  };
+}
+
 // A cluster of `n` nodes with memory stores and replicated views.
 struct Cluster {
   explicit Cluster(int n, std::size_t replicas, ReplicatedChunkStore::Verifier verify = {},
@@ -111,9 +118,7 @@ TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
 
 TEST(ReplicatedChunkStoreTest, ABadCopyIsSkippedForAGoodOne) {
   Bytes good = testing::RandomBytes(5000, 9);
-  auto verify = [good](const ChunkId&, ByteSpan b) {
-    return Bytes(b.begin(), b.end()) == good ? Status::Ok() : Status::Corrupt("forged");
-  };
+  auto verify = AcceptOnly(good);
   Cluster c(4, 3, verify);
   ChunkId id = testing::TestChunkId(7);
   ASSERT_TRUE(c.nodes[0]->Put(id, good).ok());
@@ -141,9 +146,7 @@ TEST(ReplicatedChunkStoreTest, ABadCopyIsSkippedForAGoodOne) {
 
 TEST(ReplicatedChunkStoreTest, ABadLocalCopyIsHealedFromAVerifiedOne) {
   Bytes good = testing::RandomBytes(5000, 3);
-  auto verify = [good](const ChunkId&, ByteSpan b) {
-    return Bytes(b.begin(), b.end()) == good ? Status::Ok() : Status::Corrupt("forged");
-  };
+  auto verify = AcceptOnly(good);
   Cluster c(3, 3, verify);
   ChunkId id = testing::TestChunkId(8);
   ASSERT_TRUE(c.nodes[0]->Put(id, good).ok());

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <cstring>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -159,6 +160,16 @@ ScopedTmpfs::ScopedTmpfs(const std::filesystem::path& dir, const std::string& si
 
 ScopedTmpfs::~ScopedTmpfs() {
   if (ok_) (void)std::system(("umount -l " + dir_.string()).c_str());
+}
+
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit,
+             std::chrono::milliseconds poll) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(poll);
+  }
+  return pred();
 }
 
 std::string BinPath(const std::string& name) { return std::string(DFS_BIN_DIR) + "/" + name; }

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <ios>
 #include <string>
 #include <vector>
@@ -72,6 +74,11 @@ class ScopedTmpfs {
   std::filesystem::path dir_;
   bool ok_ = false;
 };
+
+// Polls `pred` every `poll` until it holds or `limit` passes; returns it.
+bool WaitFor(const std::function<bool()>& pred,
+             std::chrono::milliseconds limit = std::chrono::seconds(20),
+             std::chrono::milliseconds poll = std::chrono::milliseconds(50));
 
 // Path of a program built into build/bin.
 std::string BinPath(const std::string& name);

@@ -60,16 +60,6 @@ Result<core::FileInfo> FileInfoFromJson(const json& j) {
 
 }  // namespace
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) Reset(other.Release());
-  return *this;
-}
-
-void UniqueFd::Reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 std::string_view ErrorCodeWire(ErrorCode code) {
   for (const auto& [c, name] : kWireCodes) {
     if (c == code) return name;

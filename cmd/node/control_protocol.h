@@ -73,6 +73,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file_server.h"
+#include "core/io.h"
 #include "core/repair.h"
 #include "core/status.h"
 
@@ -83,29 +84,7 @@ inline constexpr std::size_t kMaxRequestLine = 64 * 1024;
 inline constexpr std::size_t kMaxAnswerLine = 16 * 1024 * 1024;
 inline constexpr char kControlSocketName[] = "control.sock";
 
-// Owns a file descriptor; closes it on destruction. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void Reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
+using core::UniqueFd;  // core/io.h
 
 // "not_found" for kNotFound, and so on; ErrorCodeFromWire maps back (an
 // unknown name is kIo).

@@ -62,18 +62,17 @@ core::Status Node::OpenStores() {
   // Peers push chunks here before the op that references them arrives.
   options.sweep_orphans = false;
   auto crypto = std::make_shared<core::VolumeCrypto>(*config_.volume_key);
+  verify_ = [crypto](const core::ChunkId& id, core::ByteSpan sealed) {
+    core::Bytes plain;
+    return crypto->Unseal(id, sealed, &plain);
+  };
   core::ReplicationOptions replication;
   replication.replicas = static_cast<std::size_t>(config_.replicas);
   // Sequential reads gain nothing from a large cache of fetched chunks.
   replication.cache_bytes = 16 << 20;
-  options.wrap_store = [this, crypto, replication](std::unique_ptr<core::ChunkStore> local) {
-    // A fetched copy counts only if it opens under the volume key.
-    auto verify = [crypto](const core::ChunkId& id, core::ByteSpan sealed) {
-      core::Bytes plain;
-      return crypto->Unseal(id, sealed, &plain);
-    };
+  options.wrap_store = [this, replication](std::unique_ptr<core::ChunkStore> local) {
     auto store = std::make_unique<core::ReplicatedChunkStore>(std::move(local), *network_,
-                                                              replication, verify);
+                                                              replication, verify_);
     replicated_ = store.get();
     return std::unique_ptr<core::ChunkStore>(std::move(store));
   };
@@ -235,16 +234,9 @@ RepairState Node::repair_state() {
 }
 
 core::ScrubStats Node::Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
-  core::ChunkVerifier verify;
-  if (config_.volume_key) {
-    auto crypto = std::make_shared<core::VolumeCrypto>(*config_.volume_key);
-    verify = [crypto](const core::ChunkId& id, core::ByteSpan sealed) {
-      core::Bytes plain;
-      return crypto->Unseal(id, sealed, &plain);
-    };
-  }
+  // Keyless: verify_ is empty and the store's checksum is the only check.
   core::ScrubStats stats =
-      core::Scrub(*local_store_, *network_, verify, std::chrono::seconds(10), stopping_, progress);
+      core::Scrub(*local_store_, *network_, verify_, std::chrono::seconds(10), stopping_, progress);
   for (const core::ChunkId& id : stats.unrepaired_ids) {
     spdlog::error("scrub: chunk {} is bad here and no peer has a good copy", id.ToHex());
   }

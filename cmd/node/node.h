@@ -113,6 +113,7 @@ class Node {
   // With the key: the FileServer owns the replicated store, which owns the disk store.
   std::unique_ptr<core::FileServer> files_;
   core::ReplicatedChunkStore* replicated_ = nullptr;
+  core::ChunkVerifier verify_;  // a copy counts only if it opens under the volume key
   std::unique_ptr<core::VolumeOpLog> op_log_;
   // Without it.
   std::unique_ptr<core::DiskChunkStore> keyless_store_;
