@@ -237,27 +237,25 @@ Status FileServer::RemoveIfUnused(const std::vector<ChunkId>& ids) {
   return store_->Sync();
 }
 
-Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn& progress) {
-  DFS_RETURN_IF_ERROR(ValidateKey(key));
+Status FileServer::StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
+                               Manifest* manifest, std::vector<ChunkId>* pinned,
+                               std::vector<ChunkId>* written) {
   ChunkStream stream(chunker_, reader);
-  Manifest manifest;
-  std::vector<ChunkId> pinned;
-  std::vector<ChunkId> written;
   std::deque<std::shared_ptr<Job>> window;
   std::vector<std::shared_ptr<Job>> spare;
   Status failed = Status::Ok();
 
   auto collect = [&](Job& job) {
     job.Wait();
-    if (job.pinned) pinned.push_back(job.ref.id);
+    if (job.pinned) pinned->push_back(job.ref.id);
     if (!job.status.ok()) {
       if (failed.ok()) failed = job.status;
       return;
     }
-    manifest.chunks.push_back(job.ref);
-    manifest.size += job.ref.size;
-    if (job.newly_written) written.push_back(job.ref.id);
-    if (progress) progress(manifest.size);
+    manifest->chunks.push_back(job.ref);
+    manifest->size += job.ref.size;
+    if (job.newly_written) written->push_back(job.ref.id);
+    if (progress) progress(manifest->size);
   };
   auto retire_front = [&] {
     std::shared_ptr<Job> job = std::move(window.front());
@@ -269,7 +267,7 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
   for (;;) {
     Result<std::optional<ByteSpan>> next = stream.Next();
     if (!next.ok()) {
-      failed = next.status().WithContext(fmt::format("store '{}'", key));
+      failed = next.status().WithContext(what);
       break;
     }
     if (!next->has_value()) break;
@@ -296,11 +294,20 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
     window.push_back(std::move(job));
   }
   while (!window.empty()) retire_front();
-
   if (failed.ok()) failed = store_->Sync();
+  return failed;
+}
+
+Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn& progress) {
+  DFS_RETURN_IF_ERROR(ValidateKey(key));
+  Manifest manifest;
+  std::vector<ChunkId> pinned;
+  std::vector<ChunkId> written;
+  Status failed = StoreChunks(reader, fmt::format("store '{}'", key), progress, &manifest,
+                              &pinned, &written);
   std::vector<ChunkId> freed;
   if (failed.ok()) {
-    Result<std::vector<ChunkId>> r = CommitLocalOp(Op::Kind::kPut, key, &manifest);
+    Result<std::vector<ChunkId>> r = CommitPath(key, manifest);
     if (r.ok()) {
       freed = std::move(r).value();
     } else {
@@ -312,20 +319,38 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
     (void)RemoveIfUnused(written);  // best effort; the next unclean open sweeps the rest
     return failed.WithContext(fmt::format("store '{}'", key));
   }
-  if (!freed.empty()) {
-    DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
-    DFS_RETURN_IF_ERROR(index_->ClearPendingFree(freed));
-  }
-  return Status::Ok();
+  return FreeChunks(freed);
 }
 
-Result<std::vector<ChunkId>> FileServer::CommitLocalOp(Op::Kind kind, std::string_view key,
-                                                       const Manifest* manifest) {
-  std::lock_guard lock(op_mu_);
-  if (kind == Op::Kind::kDelete) {
-    DFS_ASSIGN_OR_RETURN(std::optional<FileRecord> rec, index_->Lookup(key));
-    if (!rec.has_value()) return Status::NotFound(fmt::format("no such key: {}", key));
+Status FileServer::FreeChunks(const std::vector<ChunkId>& freed) {
+  if (freed.empty()) return Status::Ok();
+  DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
+  return index_->ClearPendingFree(freed);
+}
+
+FileServer::ChunkPins::~ChunkPins() {
+  fs_->Unpin(ids_);
+  if (!committed_) (void)fs_->RemoveIfUnused(written_);
+}
+
+void FileServer::PinContent(const Manifest& manifest, ChunkPins* pins) {
+  for (const ChunkRef& ref : manifest.chunks) {
+    if (ref.IsHole()) continue;
+    Pin(ref.id);
+    pins->ids_.push_back(ref.id);
   }
+  pins->committed_ = true;  // nothing of ours to remove on release
+}
+
+Result<Manifest> FileServer::StoreData(Reader& reader, ChunkPins* pins) {
+  Manifest manifest;
+  DFS_RETURN_IF_ERROR(
+      StoreChunks(reader, "write", {}, &manifest, &pins->ids_, &pins->written_));
+  return manifest;
+}
+
+Result<std::vector<ChunkId>> FileServer::CommitOpLocked(Op::Kind kind, std::string key,
+                                                        Bytes value) {
   if (next_seq_ == 0) {
     DFS_ASSIGN_OR_RETURN(VersionVector v, index_->Vector());
     next_seq_ = v.Get(node_id_) + 1;
@@ -335,8 +360,8 @@ Result<std::vector<ChunkId>> FileServer::CommitLocalOp(Op::Kind kind, std::strin
   op.origin = node_id_;
   op.seq = next_seq_;
   op.kind = kind;
-  op.key = std::string(key);
-  if (manifest != nullptr) op.value = manifest->Encode();
+  op.key = std::move(key);
+  op.value = std::move(value);
   std::vector<ChunkId> freed;
   DFS_ASSIGN_OR_RETURN(bool applied, index_->ApplyOp(op, &freed, [](const ChunkRef& ref) {
     return static_cast<std::uint64_t>(ref.size) + VolumeCrypto::kOverhead;
@@ -362,25 +387,24 @@ Result<bool> FileServer::ApplyRemoteOp(const Op& op) {
     (void)clock_.Observe(op.time);
     if (listener_) listener_(op, /*local=*/false);
   }
-  if (!freed.empty()) {
-    DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
-    DFS_RETURN_IF_ERROR(index_->ClearPendingFree(freed));
-  }
+  DFS_RETURN_IF_ERROR(FreeChunks(freed));
   return true;
 }
 
-Result<FileRecord> FileServer::LookupExisting(std::string_view key) {
-  DFS_RETURN_IF_ERROR(ValidateKey(key));
-  DFS_ASSIGN_OR_RETURN(std::optional<FileRecord> rec, index_->Lookup(key));
-  if (!rec.has_value()) return Status::NotFound(fmt::format("no such key: {}", key));
-  return std::move(*rec);
+Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* sealed, Bytes* out) {
+  return FetchChunk(rec.manifest, i, rec.key, sealed, out);
 }
 
-Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* sealed, Bytes* out) {
-  const ChunkRef& ref = rec.manifest.chunks[i];
+Status FileServer::FetchChunk(const Manifest& manifest, std::size_t i, std::string_view name,
+                              Bytes* sealed, Bytes* out) {
+  const ChunkRef& ref = manifest.chunks[i];
+  if (ref.IsHole()) {
+    out->assign(ref.size, 0);
+    return Status::Ok();
+  }
   // Store and crypto errors name the chunk id; this adds the file and place.
   auto where = [&] {
-    return fmt::format("'{}' chunk {} of {}", rec.key, i + 1, rec.manifest.chunks.size());
+    return fmt::format("'{}' chunk {} of {}", name, i + 1, manifest.chunks.size());
   };
   // The GCM tag authenticates every byte; the store's checksum would be a
   // second pass over the same bytes.
@@ -447,44 +471,35 @@ Status FileServer::Get(std::string_view key, Writer& writer, const ProgressFn& p
 Result<std::size_t> FileServer::ReadAt(std::string_view key, std::uint64_t offset,
                                        MutableByteSpan buf) {
   DFS_ASSIGN_OR_RETURN(FileRecord rec, LookupExisting(key));
-  auto [i, start] = rec.manifest.Locate(offset);
+  return ReadContent(rec.manifest, offset, buf);
+}
+
+Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint64_t offset,
+                                            MutableByteSpan buf, ReadCursor* cursor) {
+  ReadCursor local;
+  if (cursor == nullptr) cursor = &local;
+  auto [i, start] = manifest.Locate(offset);
   std::size_t copied = 0;
-  Bytes sealed, plain;
-  while (copied < buf.size() && i < rec.manifest.chunks.size()) {
-    DFS_RETURN_IF_ERROR(FetchChunk(rec, i, &sealed, &plain));
+  while (copied < buf.size() && i < manifest.chunks.size()) {
+    const ChunkRef& ref = manifest.chunks[i];
     std::uint64_t in_chunk = offset + copied - start;
-    std::size_t n = std::min<std::uint64_t>(buf.size() - copied, plain.size() - in_chunk);
-    std::memcpy(buf.data() + copied, plain.data() + in_chunk, n);
+    std::size_t n = std::min<std::uint64_t>(buf.size() - copied, ref.size - in_chunk);
+    if (ref.IsHole()) {
+      std::memset(buf.data() + copied, 0, n);
+    } else {
+      if (cursor->index != i || cursor->id != ref.id) {
+        cursor->index = SIZE_MAX;
+        DFS_RETURN_IF_ERROR(FetchChunk(manifest, i, "file", &cursor->sealed, &cursor->plain));
+        cursor->index = i;
+        cursor->id = ref.id;
+      }
+      std::memcpy(buf.data() + copied, cursor->plain.data() + in_chunk, n);
+    }
     copied += n;
-    start += plain.size();
+    start += ref.size;
     ++i;
   }
   return copied;
-}
-
-Status FileServer::Delete(std::string_view key) {
-  DFS_RETURN_IF_ERROR(ValidateKey(key));
-  DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitLocalOp(Op::Kind::kDelete, key, nullptr));
-  DFS_RETURN_IF_ERROR(RemoveIfUnused(freed));
-  return index_->ClearPendingFree(freed);
-}
-
-Result<bool> FileServer::Has(std::string_view key) {
-  DFS_RETURN_IF_ERROR(ValidateKey(key));
-  DFS_ASSIGN_OR_RETURN(std::optional<FileRecord> rec, index_->Lookup(key));
-  return rec.has_value();
-}
-
-Status FileServer::List(std::string_view prefix, const std::function<bool(const FileInfo&)>& fn) {
-  DFS_RETURN_IF_ERROR(ValidatePrefix(prefix));
-  return index_->List(prefix, [&](const FileRecord& rec) {
-    FileInfo info;
-    info.key = rec.key;
-    info.size = rec.manifest.size;
-    info.chunks = rec.manifest.chunks.size();
-    info.mtime_ns = rec.mtime_ns;
-    return fn(info);
-  });
 }
 
 Result<FileInfo> FileServer::Stat(std::string_view key) {

@@ -36,6 +36,7 @@
 #include "core/index.h"
 #include "core/io.h"
 #include "core/key_file.h"
+#include "core/namespace.h"
 #include "core/status.h"
 #include "core/volume_crypto.h"
 #include "core/worker_pool.h"
@@ -127,6 +128,103 @@ class FileServer {
   using OpListener = std::function<void(const Op& op, bool local)>;
   void SetOpListener(OpListener listener) { listener_ = std::move(listener); }
 
+  // ---- The file tree (what the mount serves; core/namespace.h) ----
+  // Every change below is one local tree op: checked and committed under
+  // one lock, so the checks (exists, empty, ...) hold when it commits.
+  // Errors besides those named: kNoSpace, kIo.
+
+  // kNotFound if the inode does not exist (or no longer has a name).
+  Result<Attr> GetAttr(const FileId& inode);
+  // The entry `name` of directory `dir`. Errors: kNotFound, kNotDirectory,
+  // kNameTooLong, kInvalidArgument.
+  Result<DirEntry> LookupName(const FileId& dir, std::string_view name);
+  // Lists `dir` from position `offset` on (0: the start) in name order; fn
+  // gets each entry and the offset of the one after it, until it returns
+  // false. Memory does not grow with the directory.
+  Status ReadDir(const FileId& dir, std::uint64_t offset,
+                 const std::function<bool(const DirEntry&, std::uint64_t next)>& fn);
+  // Creates `name` in `dir`. Errors: kExists, kNotFound (no dir),
+  // kNotDirectory, kNameTooLong, kInvalidArgument.
+  Result<DirEntry> MakeNode(const FileId& dir, std::string_view name, const NewNode& node);
+  // A new name for an existing non-directory inode. Errors as MakeNode, and
+  // kIsDirectory (inode is a directory: hard links to directories are refused).
+  Result<DirEntry> Link(const FileId& inode, const FileId& dir, std::string_view name);
+  // Removes a non-directory name. Errors: kNotFound, kIsDirectory.
+  Status Unlink(const FileId& dir, std::string_view name);
+  // Removes an empty directory. Errors: kNotFound, kNotDirectory, kNotEmpty.
+  Status RemoveDir(const FileId& dir, std::string_view name);
+  // rename(2) with renameat2 flags: kRenameNoReplace (kExists if the target
+  // exists) or kRenameExchange (both must exist; they swap). Otherwise a
+  // target is replaced when POSIX allows it: a directory only by a directory
+  // and only when empty (kNotEmpty), kIsDirectory / kNotDirectory when the
+  // types differ; kInvalidArgument when a directory would move under itself.
+  static constexpr unsigned kRenameNoReplace = 1;
+  static constexpr unsigned kRenameExchange = 2;
+  Status Rename(const FileId& dir, std::string_view name, const FileId& new_dir,
+                std::string_view new_name, unsigned flags = 0);
+  Result<Attr> SetAttr(const FileId& inode, const AttrChange& change);
+  // The target of a symlink. Errors: kNotFound, kInvalidArgument (not a symlink).
+  Result<std::string> ReadLink(const FileId& inode);
+
+  // Extended attributes. Get: kNoAttribute when unset. Set: flags are
+  // XATTR_CREATE (kExists when set) / XATTR_REPLACE (kNoAttribute when not);
+  // kNameTooLong / kInvalidArgument for names and values past the limits.
+  Result<Bytes> GetXattr(const FileId& inode, std::string_view name);
+  Status SetXattr(const FileId& inode, std::string_view name, ByteSpan value, int flags);
+  Result<std::vector<std::string>> ListXattr(const FileId& inode);
+  Status RemoveXattr(const FileId& inode, std::string_view name);
+
+  // The content of a regular file. Errors: kNotFound, kIsDirectory.
+  Result<Manifest> Content(const FileId& inode);
+
+  // Chunks that a write has stored but not yet committed: removal of them
+  // (by a concurrent delete of another file that shared them) waits until
+  // the pins are released, which the destructor does.
+  class ChunkPins {
+   public:
+    explicit ChunkPins(FileServer* fs) : fs_(fs) {}
+    ~ChunkPins();
+    ChunkPins(const ChunkPins&) = delete;
+    ChunkPins& operator=(const ChunkPins&) = delete;
+
+   private:
+    friend class FileServer;
+    FileServer* fs_;
+    std::vector<ChunkId> ids_;
+    std::vector<ChunkId> written_;  // newly written (removed again if never committed)
+    bool committed_ = false;
+  };
+  // Keeps the chunks of `manifest` from being removed while `pins` lives
+  // (an open file whose name another process removes stays readable).
+  void PinContent(const Manifest& manifest, ChunkPins* pins);
+  // Chunks, seals and stores everything `reader` yields, pipelined (memory
+  // bounded by the pipeline depth); returns its manifest. The chunks stay
+  // pinned in `pins`.
+  Result<Manifest> StoreData(Reader& reader, ChunkPins* pins);
+  // Sets the content of a regular file to `manifest` (whose chunks are in
+  // the store: StoreData, or chunks of the file's current content) and its
+  // mtime; marks `pins` committed. Errors: kNotFound, kIsDirectory.
+  Status CommitContent(const FileId& inode, const Manifest& manifest, std::int64_t mtime_ns,
+                       ChunkPins* pins = nullptr);
+
+  // The decrypted chunk a reader looked at last, so that sequential reads
+  // smaller than a chunk decrypt each chunk once.
+  struct ReadCursor {
+    std::size_t index = SIZE_MAX;
+    ChunkId id;
+    Bytes plain;
+    Bytes sealed;
+  };
+  // Reads up to buf.size() bytes of `manifest` at `offset` (holes read as
+  // zeros); returns the count (0 at or past the end). Errors as Get.
+  Result<std::size_t> ReadContent(const Manifest& manifest, std::uint64_t offset,
+                                  MutableByteSpan buf, ReadCursor* cursor = nullptr);
+  // Chunk `index` of `manifest`, verified and decrypted (a hole: zeros).
+  Status ReadChunk(const Manifest& manifest, std::size_t index, Bytes* plain) {
+    Bytes sealed;
+    return FetchChunk(manifest, index, "file", &sealed, plain);
+  }
+
   Result<IndexTotals> Totals() { return index_->Totals(); }
   const NodeId& node_id() const { return node_id_; }
   Index& index() { return *index_; }
@@ -151,11 +249,32 @@ class FileServer {
   void Unpin(const std::vector<ChunkId>& ids);
   // Reads, verifies and decrypts chunk `index` of `rec` into `*out`.
   Status FetchChunk(const FileRecord& rec, std::size_t index, Bytes* sealed, Bytes* out);
-  // Records a local write as the next op of this node's log and applies it
-  // (one index transaction). Returns the chunks it freed.
-  Result<std::vector<ChunkId>> CommitLocalOp(Op::Kind kind, std::string_view key,
-                                             const Manifest* manifest);
+  Status FetchChunk(const Manifest& manifest, std::size_t index, std::string_view name,
+                    Bytes* sealed, Bytes* out);
+  // Chunks, seals and stores what `reader` yields into *manifest, pipelined.
+  Status StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
+                     Manifest* manifest, std::vector<ChunkId>* pinned,
+                     std::vector<ChunkId>* written);
+  // Removes freed chunks from the store and clears them from pending_free.
+  Status FreeChunks(const std::vector<ChunkId>& freed);
+  // Commits the next op of this node's log; op_mu_ held.
+  Result<std::vector<ChunkId>> CommitOpLocked(Op::Kind kind, std::string key, Bytes value);
+  // Commits a tree op; op_mu_ held. Returns the chunks it freed.
+  Result<std::vector<ChunkId>> CommitTreeLocked(const TreeOp& op);
+  // A directory that exists and is reachable from the root.
+  Result<Attr> LiveDir(const FileId& dir);
+  Status RemoveName(const FileId& dir, std::string_view name, bool directory);
+  Status SetXattrStep(const FileId& inode, std::string_view name, ByteSpan value, int flags,
+                      bool present);
+  // The regular file at path `key` in the tree, with its content.
   Result<FileRecord> LookupExisting(std::string_view key);
+  // The entry at path `key` (components from the root).
+  Result<DirEntry> ResolvePath(std::string_view key);
+  // Makes `key` a regular file with content `manifest`, creating missing
+  // parent directories, in one tree op. Returns the chunks it freed.
+  Result<std::vector<ChunkId>> CommitPath(std::string_view key, const Manifest& manifest);
+  Status ListDir(const FileId& dir, const std::string& path, std::string_view prefix,
+                 const std::function<bool(const FileInfo&)>& fn, bool* stop);
 
   std::unique_ptr<DirLock> lock_;
   std::unique_ptr<ChunkStore> store_;

@@ -8,6 +8,7 @@
 
 #include "core/key_names.h"
 #include "core/sqlite_util.h"
+#include "core/tree_db.h"
 
 namespace dfs::core {
 namespace {
@@ -47,7 +48,9 @@ CREATE TABLE IF NOT EXISTS winners(
 
 std::set<ChunkId> Distinct(const Manifest& m) {
   std::set<ChunkId> ids;
-  for (const ChunkRef& r : m.chunks) ids.insert(r.id);
+  for (const ChunkRef& r : m.chunks) {
+    if (!r.IsHole()) ids.insert(r.id);
+  }
   return ids;
 }
 
@@ -67,6 +70,7 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
   DFS_ASSIGN_OR_RETURN(sqlite3 * db, OpenSqlite(path, "index database"));
   std::unique_ptr<Index> index(new Index(db));
   DFS_RETURN_IF_ERROR(index->Exec(kSchema));
+  DFS_RETURN_IF_ERROR(treedb::CreateSchema(db));
 
   Result<std::optional<Bytes>> version = index->GetMeta("schema_version");
   if (!version.ok()) return version.status();
@@ -75,6 +79,10 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
     DFS_RETURN_IF_ERROR(index->SetMeta("schema_version", AsBytes(v)));
   } else {
     std::string v(AsString(**version));
+    if (v == "1") {  // the tree's tables were created above
+      v = std::to_string(kSchemaVersion);
+      DFS_RETURN_IF_ERROR(index->SetMeta("schema_version", AsBytes(v)));
+    }
     if (v != std::to_string(kSchemaVersion)) {
       return Status::InvalidArgument(fmt::format(
           "index database {} has schema version {}; this dfs reads version {}", path.string(), v,
@@ -149,6 +157,29 @@ Status Index::DecrementRefs(const Manifest& manifest, std::vector<ChunkId>* free
   return Status::Ok();
 }
 
+Status Index::RefChunksLocked(const Manifest& manifest,
+                              const std::function<std::uint64_t(const ChunkRef&)>& stored_size) {
+  Stmt inc(db_, "INSERT INTO chunks(id, refs, stored_size) VALUES(?1, 1, ?2) "
+                "ON CONFLICT(id) DO UPDATE SET refs = refs + 1");
+  Stmt unpend(db_, "DELETE FROM pending_free WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(inc.status("ref chunk"));
+  DFS_RETURN_IF_ERROR(unpend.status("ref chunk"));
+  std::set<ChunkId> seen;
+  for (const ChunkRef& ref : manifest.chunks) {
+    if (ref.IsHole() || !seen.insert(ref.id).second) continue;
+    inc.Reset();
+    inc.Bind(1, ref.id.bytes());
+    inc.Bind(2, static_cast<std::int64_t>(stored_size(ref)));
+    DFS_ASSIGN_OR_RETURN(bool r1, inc.Step("ref chunk"));
+    unpend.Reset();
+    unpend.Bind(1, ref.id.bytes());
+    DFS_ASSIGN_OR_RETURN(bool r2, unpend.Step("ref chunk"));
+    (void)r1;
+    (void)r2;
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<ChunkId>> Index::PutFile(
     std::string_view key, const Manifest& manifest, std::int64_t mtime_ns,
     const std::function<std::uint64_t(const ChunkRef&)>& stored_size) {
@@ -171,24 +202,7 @@ Status Index::PutFileLocked(std::string_view key, const Manifest& manifest, std:
     DFS_ASSIGN_OR_RETURN(bool row, old.Step("lookup"));
     // Take the new references first so that chunks shared by the old and the
     // new manifest never drop to zero.
-    Stmt inc(db_, "INSERT INTO chunks(id, refs, stored_size) VALUES(?1, 1, ?2) "
-                  "ON CONFLICT(id) DO UPDATE SET refs = refs + 1");
-    Stmt unpend(db_, "DELETE FROM pending_free WHERE id = ?1");
-    DFS_RETURN_IF_ERROR(inc.status("ref chunk"));
-    DFS_RETURN_IF_ERROR(unpend.status("ref chunk"));
-    std::set<ChunkId> seen;
-    for (const ChunkRef& ref : manifest.chunks) {
-      if (!seen.insert(ref.id).second) continue;
-      inc.Reset();
-      inc.Bind(1, ref.id.bytes());
-      inc.Bind(2, static_cast<std::int64_t>(stored_size(ref)));
-      DFS_ASSIGN_OR_RETURN(bool r1, inc.Step("ref chunk"));
-      unpend.Reset();
-      unpend.Bind(1, ref.id.bytes());
-      DFS_ASSIGN_OR_RETURN(bool r2, unpend.Step("ref chunk"));
-      (void)r1;
-      (void)r2;
-    }
+    DFS_RETURN_IF_ERROR(RefChunksLocked(manifest, stored_size));
     if (row) {
       DFS_ASSIGN_OR_RETURN(FileRecord prev, RecordFromRow(old, 0));
       DFS_RETURN_IF_ERROR(DecrementRefs(prev.manifest, freed));
@@ -236,7 +250,13 @@ Status Index::DeleteFileLocked(std::string_view key, std::vector<ChunkId>* freed
 
 Result<bool> Index::ApplyOp(const Op& op, std::vector<ChunkId>* freed,
                             const std::function<std::uint64_t(const ChunkRef&)>& stored_size) {
-  DFS_RETURN_IF_ERROR(ValidateKey(op.key).WithContext("op"));
+  std::optional<TreeOp> tree;
+  if (op.kind == Op::Kind::kTree) {
+    DFS_ASSIGN_OR_RETURN(TreeOp t, TreeOp::Decode(op.value));
+    tree = std::move(t);
+  } else {
+    DFS_RETURN_IF_ERROR(ValidateKey(op.key).WithContext("op"));
+  }
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   DFS_RETURN_IF_ERROR(tx.Begin());
@@ -259,6 +279,15 @@ Result<bool> Index::ApplyOp(const Op& op, std::vector<ChunkId>* freed,
   ins.Bind(3, ByteSpan(encoded));
   DFS_ASSIGN_OR_RETURN(bool r1, ins.Step("op log"));
   (void)r1;
+
+  if (tree) {
+    treedb::ChunkRefs refs;
+    refs.ref = [&](const Manifest& m) { return RefChunksLocked(m, stored_size); };
+    refs.unref = [&](const Manifest& m) { return DecrementRefs(m, freed); };
+    DFS_RETURN_IF_ERROR(treedb::Apply(db_, op, *tree, refs).WithContext("tree op"));
+    DFS_RETURN_IF_ERROR(tx.Commit());
+    return true;
+  }
 
   // Last writer wins per key, tombstones included.
   Stmt cur(db_, "SELECT op FROM winners WHERE key = ?1");
@@ -384,7 +413,12 @@ Result<std::uint64_t> Index::StoredBytes(const Manifest& manifest) {
 Result<IndexTotals> Index::Totals() {
   std::lock_guard lock(mu_);
   IndexTotals t;
-  Stmt f(db_, "SELECT count(*), coalesce(sum(size), 0) FROM files");
+  // Files: the regular files of the tree that have a name (and any keys
+  // of the flat key index that older ops made).
+  Stmt f(db_, "SELECT (SELECT count(*) FROM files) + count(*), "
+              "(SELECT coalesce(sum(size), 0) FROM files) + coalesce(sum(size), 0) "
+              "FROM inodes WHERE type = 1 AND EXISTS (SELECT 1 FROM entries "
+              "WHERE entries.inode = inodes.id AND entries.parent != x'ffffffffffffffffffffffffffffffff')");
   DFS_RETURN_IF_ERROR(f.status("totals"));
   DFS_ASSIGN_OR_RETURN(bool r1, f.Step("totals"));
   if (r1) {

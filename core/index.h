@@ -48,7 +48,9 @@ struct IndexTotals {
 
 class Index {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // 2 added the file tree (core/tree_db.h); a version 1 database is
+  // upgraded in place on open.
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the database. Errors: kInvalidArgument (a newer schema
   // version), kCorrupt (not a database), kNoSpace, kIo.
@@ -98,6 +100,14 @@ class Index {
   // the ops before it first).
   Result<bool> ApplyOp(const Op& op, std::vector<ChunkId>* freed,
                        const std::function<std::uint64_t(const ChunkRef&)>& stored_size);
+  // Runs `fn` with the connection under the index lock: the file tree's
+  // queries (core/tree_db.h) read through this.
+  template <typename F>
+  auto WithDb(F&& fn) {
+    std::lock_guard lock(mu_);
+    return fn(db_);
+  }
+
   // Highest op applied per origin: what to swap with a peer on connect.
   Result<VersionVector> Vector();
   // Up to `limit` ops of `origin` from `from_seq` on, in order: what a peer lacks.
@@ -107,6 +117,8 @@ class Index {
   explicit Index(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
   Status DecrementRefs(const Manifest& manifest, std::vector<ChunkId>* freed);
+  Status RefChunksLocked(const Manifest& manifest,
+                         const std::function<std::uint64_t(const ChunkRef&)>& stored_size);
   // The bodies of PutFile and DeleteFile, inside a caller's transaction.
   Status PutFileLocked(std::string_view key, const Manifest& manifest, std::int64_t mtime_ns,
                        const std::function<std::uint64_t(const ChunkRef&)>& stored_size,

@@ -1,5 +1,7 @@
 #include "core/manifest.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -68,7 +70,7 @@ Result<Manifest> Manifest::Decode(ByteSpan data) {
     ChunkRef ref;
     ref.id = *ChunkId::FromBytes(ByteSpan(p, ChunkId::kSize));
     ref.size = Get32(p + ChunkId::kSize);
-    if (ref.size == 0 || ref.size > kMaxChunkSize) {
+    if (ref.size == 0 || (!ref.IsHole() && ref.size > kMaxChunkSize)) {
       return Status::Corrupt(fmt::format("manifest chunk {} has invalid size {}", i, ref.size));
     }
     total += ref.size;
@@ -79,6 +81,21 @@ Result<Manifest> Manifest::Decode(ByteSpan data) {
         fmt::format("manifest chunk sizes add up to {}, file size is {}", total, m.size));
   }
   return m;
+}
+
+void Manifest::AppendHole(std::uint64_t n) {
+  size += n;
+  if (n > 0 && !chunks.empty() && chunks.back().IsHole()) {
+    std::uint64_t room = kMaxHoleSize - chunks.back().size;
+    std::uint64_t take = std::min(room, n);
+    chunks.back().size += static_cast<std::uint32_t>(take);
+    n -= take;
+  }
+  while (n > 0) {
+    std::uint64_t take = std::min<std::uint64_t>(n, kMaxHoleSize);
+    chunks.push_back(ChunkRef::Hole(static_cast<std::uint32_t>(take)));
+    n -= take;
+  }
 }
 
 std::pair<std::size_t, std::uint64_t> Manifest::Locate(std::uint64_t offset) const {

@@ -20,11 +20,17 @@ struct ChunkRef {
   ChunkId id;
   std::uint32_t size = 0;  // plaintext bytes
   bool operator==(const ChunkRef&) const = default;
+
+  // A hole of a sparse file: `size` zero bytes that nothing stores. Its id
+  // is all zero (HMAC-SHA256 output is never that in practice).
+  bool IsHole() const { return id == ChunkId(); }
+  static ChunkRef Hole(std::uint32_t size) { return ChunkRef{ChunkId(), size}; }
 };
 
 struct Manifest {
   static constexpr std::uint8_t kVersion = 1;
   static constexpr std::uint32_t kMaxChunkSize = 64u << 20;  // sanity bound on a decoded entry
+  static constexpr std::uint32_t kMaxHoleSize = 0xffffffffu;  // a longer hole is several refs
 
   std::uint64_t size = 0;  // sum of chunk sizes
   std::vector<ChunkRef> chunks;
@@ -37,6 +43,9 @@ struct Manifest {
   // Index of the chunk holding byte `offset` and that chunk's start offset;
   // chunks.size() if offset >= size.
   std::pair<std::size_t, std::uint64_t> Locate(std::uint64_t offset) const;
+
+  // Appends `n` bytes of holes (merged into a trailing hole, split at kMaxHoleSize).
+  void AppendHole(std::uint64_t n);
 
   bool operator==(const Manifest&) const = default;
 };

@@ -59,7 +59,8 @@ Result<Op> Op::Decode(ByteSpan data) {
   }
   if (p[4] != kVersion) return Status::InvalidArgument(fmt::format("unsupported op version {}", p[4]));
   Op op;
-  if (p[5] != static_cast<std::uint8_t>(Kind::kPut) && p[5] != static_cast<std::uint8_t>(Kind::kDelete)) {
+  if (p[5] != static_cast<std::uint8_t>(Kind::kPut) && p[5] != static_cast<std::uint8_t>(Kind::kDelete) &&
+      p[5] != static_cast<std::uint8_t>(Kind::kTree)) {
     return Status::InvalidArgument(fmt::format("unknown op kind {}", p[5]));
   }
   op.kind = static_cast<Kind>(p[5]);
@@ -82,6 +83,10 @@ Result<Op> Op::Decode(ByteSpan data) {
   }
   op.value.assign(p + off, p + off + value_len);
   if (op.seq == 0) return Status::Corrupt("op sequence number 0");
+  if (op.kind == Kind::kTree) {
+    if (!op.key.empty()) return Status::Corrupt("tree op with a key");
+    return op;
+  }
   DFS_RETURN_IF_ERROR(ValidateKey(op.key).WithContext("op"));
   if (op.kind == Kind::kDelete && !op.value.empty()) return Status::Corrupt("delete op with a value");
   return op;

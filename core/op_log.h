@@ -27,7 +27,9 @@
 namespace dfs::core {
 
 struct Op {
-  enum class Kind : std::uint8_t { kPut = 1, kDelete = 2 };
+  // kTree: a change of the file tree; key is empty and value is an encoded
+  // TreeOp (core/namespace.h).
+  enum class Kind : std::uint8_t { kPut = 1, kDelete = 2, kTree = 3 };
 
   HlcTime time;
   NodeId origin;

@@ -19,6 +19,12 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kNoSpace: return "no space";
     case ErrorCode::kIo: return "i/o error";
     case ErrorCode::kPermission: return "permission denied";
+    case ErrorCode::kNotDirectory: return "not a directory";
+    case ErrorCode::kIsDirectory: return "is a directory";
+    case ErrorCode::kNotEmpty: return "directory not empty";
+    case ErrorCode::kNameTooLong: return "name too long";
+    case ErrorCode::kNoAttribute: return "no such attribute";
+    case ErrorCode::kUnsupported: return "not supported";
   }
   return "unknown";
 }

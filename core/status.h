@@ -24,6 +24,13 @@ enum class ErrorCode {
   kNoSpace,          // ENOSPC / EDQUOT / SQLITE_FULL
   kIo,               // any other I/O error
   kPermission,       // EACCES / EPERM
+  // File-tree errors, each one errno of the mount.
+  kNotDirectory,     // ENOTDIR
+  kIsDirectory,      // EISDIR
+  kNotEmpty,         // ENOTEMPTY
+  kNameTooLong,      // ENAMETOOLONG
+  kNoAttribute,      // ENODATA: no such extended attribute
+  kUnsupported,      // EOPNOTSUPP
 };
 
 std::string_view ErrorCodeName(ErrorCode code);
@@ -45,6 +52,12 @@ class [[nodiscard]] Status {
   static Status NoSpace(std::string m) { return {ErrorCode::kNoSpace, std::move(m)}; }
   static Status Io(std::string m) { return {ErrorCode::kIo, std::move(m)}; }
   static Status Permission(std::string m) { return {ErrorCode::kPermission, std::move(m)}; }
+  static Status NotDirectory(std::string m) { return {ErrorCode::kNotDirectory, std::move(m)}; }
+  static Status IsDirectory(std::string m) { return {ErrorCode::kIsDirectory, std::move(m)}; }
+  static Status NotEmpty(std::string m) { return {ErrorCode::kNotEmpty, std::move(m)}; }
+  static Status NameTooLong(std::string m) { return {ErrorCode::kNameTooLong, std::move(m)}; }
+  static Status NoAttribute(std::string m) { return {ErrorCode::kNoAttribute, std::move(m)}; }
+  static Status Unsupported(std::string m) { return {ErrorCode::kUnsupported, std::move(m)}; }
 
   bool ok() const { return code_ == ErrorCode::kOk; }
   ErrorCode code() const { return code_; }

@@ -1,7 +1,8 @@
 // dfsmount through /dev/fuse (skipped, saying why, where FUSE is not
-// available): keys appear as a read-only tree, bytes read through the mount
-// are the bytes stored — also when they come from a peer — and SIGTERM,
-// fusermount3 -u and a background start all end cleanly.
+// available): keys stored with `dfs put` appear as paths of the tree, bytes
+// read through the mount are the bytes stored — also when they come from a
+// peer — and SIGTERM, fusermount3 -u and a background start all end cleanly.
+// (tests/mount_posix_test.cc holds the POSIX behaviour of the mount.)
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -85,10 +86,13 @@ TEST_F(MountTest, KeysReadBackThroughTheMountAndSigtermUnmounts) {
   EXPECT_TRUE(fs::is_directory(mnt_ / "docs" / "a"));
   EXPECT_EQ(fs::file_size(mnt_ / "top.txt"), data.size());
 
-  // Read only for now; long names and missing ones get their own errors.
-  int fd = ::open((mnt_ / "new").c_str(), O_WRONLY | O_CREAT, 0644);
-  EXPECT_EQ(fd, -1);
-  EXPECT_EQ(errno, EROFS);
+  // Written through the mount, read with dfs get; long names and missing
+  // ones get their own errors.
+  core::Bytes small = testing::RandomBytes(100000, 3);
+  testing::WriteFile(mnt_ / "docs" / "new.bin", small);
+  auto got = Dfs({"--data", (dir_ / "m").string(), "get", "docs/new.bin", (dir_ / "out").string()});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_TRUE(testing::ReadFile(dir_ / "out") == small);
   struct stat st {};
   EXPECT_EQ(::stat((mnt_ / std::string(300, 'x')).c_str(), &st), -1);
   EXPECT_EQ(errno, ENAMETOOLONG);

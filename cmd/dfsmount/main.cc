@@ -2,14 +2,15 @@
 //
 //   dfsmount MOUNTPOINT --data DIR --network-key FILE --key FILE [node options] [-f] [-o OPT]...
 //
-// This build mounts the volume's keys read-only (fuse/key_mount.h): a key
-// a/b/c is the file MOUNTPOINT/a/b/c. Without -f it goes to the background
+// The volume's file tree is mounted read-write (fuse/tree_mount.h); a key
+// a/b/c of `dfs put` is the file MOUNTPOINT/a/b/c. Without -f it goes to the background
 // once the mount is up (startup errors still reach the terminal). SIGINT,
 // SIGTERM and `fusermount3 -u MOUNTPOINT` unmount and stop the node.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -20,7 +21,7 @@
 
 #include "cmd/node/node.h"
 #include "cmd/node/node_options.h"
-#include "fuse/key_mount.h"
+#include "fuse/tree_mount.h"
 
 namespace {
 
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   dfs::node::SetUpLogging(flags, "dfsmount");
 
+  std::filesystem::path staging = config.data_dir / "staging";
   dfs::node::Node node(std::move(config));
   if (dfs::core::Status s = node.Start(); !s.ok()) {
     if (report_fd < 0) fmt::print(stderr, "dfsmount: {}\n", s.ToString());
@@ -92,11 +94,12 @@ int main(int argc, char** argv) {
   dfs::fuse::MountOptions options;
   options.fuse_options = fuse_options;
   options.debug = debug;
-  auto mount = dfs::fuse::KeyMount::Mount(*node.files(), mountpoint, options);
+  options.staging_dir = staging;
+  auto mount = dfs::fuse::TreeMount::Mount(*node.files(), mountpoint, options);
   if (!mount.ok()) {
+    node.Stop();  // before the report: the caller sees nothing of the node left
     if (report_fd < 0) fmt::print(stderr, "dfsmount: {}\n", mount.status().ToString());
     Report(report_fd, mount.status().ToString());
-    node.Stop();
     return 1;
   }
   spdlog::info("mounted at {}", mountpoint);
@@ -108,8 +111,11 @@ int main(int argc, char** argv) {
     if (null_fd > 2) ::close(null_fd);
     Report(report_fd, "");
   }
+  dfs::fuse::TreeMount* tree = mount->get();
+  node.SetRemoteOpObserver([tree](const dfs::core::Op& op) { tree->OnRemoteOp(op); });
   dfs::core::Status run = (*mount)->Run();
-  mount->reset();  // unmount before the node stops
+  node.SetRemoteOpObserver(nullptr);
+  mount->reset();  // commits what is staged, unmounts, before the node stops
   node.Stop();
   if (!run.ok()) {
     spdlog::error("{}", run.ToString());

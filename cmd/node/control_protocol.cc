@@ -22,7 +22,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 9> kWireCodes = {{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 15> kWireCodes = {{
     {ErrorCode::kNotFound, "not_found"},
     {ErrorCode::kExists, "exists"},
     {ErrorCode::kCorrupt, "corrupt"},
@@ -32,6 +32,12 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 9> kWireCodes = {{
     {ErrorCode::kNoSpace, "no_space"},
     {ErrorCode::kIo, "io"},
     {ErrorCode::kPermission, "permission"},
+    {ErrorCode::kNotDirectory, "not_directory"},
+    {ErrorCode::kIsDirectory, "is_directory"},
+    {ErrorCode::kNotEmpty, "not_empty"},
+    {ErrorCode::kNameTooLong, "name_too_long"},
+    {ErrorCode::kNoAttribute, "no_attribute"},
+    {ErrorCode::kUnsupported, "unsupported"},
 }};
 
 constexpr std::size_t kMaxFdsPerRead = 8;

@@ -118,7 +118,12 @@ core::Status Node::Start() {
   op_sync_ = std::make_unique<net::OpSync>(io_, *mesh_, replica, sync_options);
   if (files_) {
     files_->SetOpListener([this](const core::Op& op, bool local) {
-      if (local) op_sync_->Publish(op_log_->SealLocal(op));
+      if (local) {
+        op_sync_->Publish(op_log_->SealLocal(op));
+        return;
+      }
+      std::lock_guard lock(observer_mu_);
+      if (remote_observer_) remote_observer_(op);
     });
   }
   op_sync_->Start();

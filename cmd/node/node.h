@@ -86,6 +86,13 @@ class Node {
   void Stop();
 
   core::FileServer* files() { return files_.get(); }
+  // Called (on the applying thread, with the FileServer's op lock held: it
+  // must not call back into it) for each op from a peer once it applied:
+  // the mount invalidates the kernel's caches with it. Any time; nullptr clears.
+  void SetRemoteOpObserver(std::function<void(const core::Op&)> fn) {
+    std::lock_guard lock(observer_mu_);
+    remote_observer_ = std::move(fn);
+  }
   const core::NodeId& id() const { return id_; }
   std::uint16_t listen_port() const { return listen_port_; }
 
@@ -131,6 +138,9 @@ class Node {
   std::condition_variable repair_cv_;
   std::atomic<bool> stopping_{false};
   RepairState repair_;  // guarded by repair_mu_
+
+  std::mutex observer_mu_;
+  std::function<void(const core::Op&)> remote_observer_;
 };
 
 }  // namespace dfs::node

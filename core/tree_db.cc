@@ -1,0 +1,698 @@
+#include "core/tree_db.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/encoding.h"
+#include "core/sqlite_util.h"
+
+namespace dfs::core::treedb {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS inodes(
+  id BLOB PRIMARY KEY,
+  type INTEGER NOT NULL,           -- FileType; 0 while only attributes have arrived
+  rdev INTEGER NOT NULL DEFAULT 0,
+  symlink BLOB,
+  mode INTEGER NOT NULL DEFAULT 0, mode_by BLOB,
+  uid INTEGER NOT NULL DEFAULT 0, uid_by BLOB,
+  gid INTEGER NOT NULL DEFAULT 0, gid_by BLOB,
+  atime INTEGER NOT NULL DEFAULT 0, atime_by BLOB,
+  mtime INTEGER NOT NULL DEFAULT 0, mtime_by BLOB,
+  ctime INTEGER NOT NULL DEFAULT 0,
+  size INTEGER NOT NULL DEFAULT 0,
+  manifest BLOB, content_by BLOB,
+  held INTEGER NOT NULL DEFAULT 1  -- 1: the content's chunks are referenced (the inode has a name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entries(
+  id BLOB PRIMARY KEY,
+  parent BLOB NOT NULL,
+  name BLOB NOT NULL,
+  inode BLOB NOT NULL,
+  is_dir INTEGER NOT NULL,
+  placed_by BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_name ON entries(parent, name, placed_by);
+CREATE INDEX IF NOT EXISTS entries_by_inode ON entries(inode);
+CREATE TABLE IF NOT EXISTS moves(
+  ord BLOB PRIMARY KEY,
+  entry BLOB NOT NULL,
+  parent BLOB NOT NULL,
+  name BLOB NOT NULL,
+  inode BLOB NOT NULL,
+  is_dir INTEGER NOT NULL,
+  undo BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS xattrs(
+  inode BLOB NOT NULL,
+  name BLOB NOT NULL,
+  value BLOB NOT NULL,
+  present INTEGER NOT NULL,
+  by BLOB NOT NULL,
+  PRIMARY KEY(inode, name)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO inodes(id, type, mode) VALUES(zeroblob(16), 2, 493);
+)sql";
+
+constexpr int kMaxDepth = 100000;  // a guard against a corrupt database, never reached by a tree
+
+ByteSpan IdSpan(const FileId& id) { return {id.bytes.data(), id.bytes.size()}; }
+ByteSpan NameSpan(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+std::string BlobString(ByteSpan b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+
+Result<FileId> IdFrom(ByteSpan b) {
+  FileId id;
+  if (b.size() != id.bytes.size()) return Status::Corrupt("index database: bad file id");
+  std::memcpy(id.bytes.data(), b.data(), b.size());
+  return id;
+}
+
+// The total order of op steps: HLC time, origin, seq, step index, big-endian
+// so that byte order (SQLite's blob order) is the order.
+Bytes Ord(const Op& op, std::size_t step) {
+  Bytes b(HlcTime::kEncodedSize + NodeId::kSize + 8 + 2);
+  op.time.EncodeTo(b.data());
+  std::memcpy(b.data() + HlcTime::kEncodedSize, op.origin.bytes().data(), NodeId::kSize);
+  std::uint8_t* p = b.data() + HlcTime::kEncodedSize + NodeId::kSize;
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(op.seq >> (8 * (7 - i)));
+  p[8] = static_cast<std::uint8_t>(step >> 8);
+  p[9] = static_cast<std::uint8_t>(step);
+  return b;
+}
+
+Status Done(Stmt& s, std::string_view what) {
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step(what));
+  (void)row;
+  return Status::Ok();
+}
+
+// Where an entry is: absent, or (parent, name, inode, is_dir, placed_by).
+struct Placement {
+  bool present = false;
+  FileId parent;
+  std::string name;
+  FileId inode;
+  bool is_dir = false;
+  Bytes by;
+};
+
+Result<Placement> ReadPlacement(sqlite3* db, const FileId& entry) {
+  Stmt s(db, "SELECT parent, name, inode, is_dir, placed_by FROM entries WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(entry));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  Placement p;
+  if (!row) return p;
+  p.present = true;
+  DFS_ASSIGN_OR_RETURN(p.parent, IdFrom(s.Blob(0)));
+  p.name = BlobString(s.Blob(1));
+  DFS_ASSIGN_OR_RETURN(p.inode, IdFrom(s.Blob(2)));
+  p.is_dir = s.Int(3) != 0;
+  ByteSpan by = s.Blob(4);
+  p.by.assign(by.begin(), by.end());
+  return p;
+}
+
+Status WritePlacement(sqlite3* db, const FileId& entry, const Placement& p) {
+  if (!p.present) {
+    Stmt s(db, "DELETE FROM entries WHERE id = ?1");
+    DFS_RETURN_IF_ERROR(s.status("tree"));
+    s.Bind(1, IdSpan(entry));
+    return Done(s, "tree");
+  }
+  Stmt s(db, "INSERT OR REPLACE INTO entries(id, parent, name, inode, is_dir, placed_by) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(entry));
+  s.Bind(2, IdSpan(p.parent));
+  s.Bind(3, NameSpan(p.name));
+  s.Bind(4, IdSpan(p.inode));
+  s.Bind(5, std::int64_t{p.is_dir ? 1 : 0});
+  s.Bind(6, ByteSpan(p.by));
+  return Done(s, "tree");
+}
+
+// The undo record of a move: the places it changed, in the order it changed
+// them (entry, placement before).
+using UndoList = std::vector<std::pair<FileId, Placement>>;
+
+Bytes EncodeUndo(const UndoList& list) {
+  Bytes out;
+  auto put = [&](const void* p, std::size_t n) {
+    std::size_t at = out.size();
+    out.resize(at + n);
+    if (n > 0) std::memcpy(out.data() + at, p, n);
+  };
+  for (const auto& [entry, p] : list) {
+    put(entry.bytes.data(), 16);
+    std::uint8_t present = p.present ? 1 : 0;
+    put(&present, 1);
+    if (!p.present) continue;
+    put(p.parent.bytes.data(), 16);
+    put(p.inode.bytes.data(), 16);
+    std::uint8_t hdr[4] = {static_cast<std::uint8_t>(p.is_dir ? 1 : 0),
+                           static_cast<std::uint8_t>(p.name.size()),
+                           static_cast<std::uint8_t>(p.name.size() >> 8),
+                           static_cast<std::uint8_t>(p.by.size())};
+    put(hdr, 4);
+    put(p.name.data(), p.name.size());
+    put(p.by.data(), p.by.size());
+  }
+  return out;
+}
+
+Result<UndoList> DecodeUndo(ByteSpan b) {
+  UndoList list;
+  std::size_t at = 0;
+  auto need = [&](std::size_t n) { return n <= b.size() - at; };
+  while (at < b.size()) {
+    if (!need(17)) return Status::Corrupt("index database: bad undo record");
+    std::pair<FileId, Placement> item;
+    std::memcpy(item.first.bytes.data(), b.data() + at, 16);
+    item.second.present = b[at + 16] != 0;
+    at += 17;
+    if (item.second.present) {
+      if (!need(36)) return Status::Corrupt("index database: bad undo record");
+      Placement& p = item.second;
+      std::memcpy(p.parent.bytes.data(), b.data() + at, 16);
+      std::memcpy(p.inode.bytes.data(), b.data() + at + 16, 16);
+      p.is_dir = b[at + 32] != 0;
+      std::size_t name_len = b[at + 33] | (std::size_t{b[at + 34]} << 8);
+      std::size_t by_len = b[at + 35];
+      at += 36;
+      if (!need(name_len + by_len)) return Status::Corrupt("index database: bad undo record");
+      p.name.assign(reinterpret_cast<const char*>(b.data() + at), name_len);
+      p.by.assign(b.data() + at + name_len, b.data() + at + name_len + by_len);
+      at += name_len + by_len;
+    }
+    list.push_back(std::move(item));
+  }
+  return list;
+}
+
+struct MoveRow {
+  Bytes ord;
+  FileId entry;
+  FileId parent;
+  std::string name;
+  FileId inode;
+  bool is_dir = false;
+};
+
+Result<bool> HasChildrenImpl(sqlite3* db, const FileId& dir) {
+  Stmt s(db, "SELECT 1 FROM entries WHERE parent = ?1 LIMIT 1");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(dir));
+  return s.Step("tree");
+}
+
+Result<bool> IsAncestorImpl(sqlite3* db, const FileId& ancestor, FileId node) {
+  for (int depth = 0; depth < kMaxDepth; ++depth) {
+    if (node == ancestor) return true;
+    if (node == FileId::Root() || node == FileId::Trash()) return false;
+    DFS_ASSIGN_OR_RETURN(Placement p, ReadPlacement(db, node));
+    if (!p.present) return false;
+    node = p.parent;
+  }
+  return Status::Corrupt("index database: the tree has a cycle");
+}
+
+// Brings the directories on the way up from `dir` that sit in the trash back
+// to where they were before they were removed.
+Status Resurrect(sqlite3* db, FileId dir, UndoList* undo) {
+  for (int depth = 0; depth < kMaxDepth; ++depth) {
+    if (dir == FileId::Root() || dir == FileId::Trash()) return Status::Ok();
+    DFS_ASSIGN_OR_RETURN(Placement p, ReadPlacement(db, dir));
+    if (!p.present) return Status::Ok();  // not created yet here: the child waits with it
+    if (p.parent == FileId::Trash()) {
+      Stmt s(db, "SELECT undo FROM moves WHERE ord = ?1");
+      DFS_RETURN_IF_ERROR(s.status("tree"));
+      s.Bind(1, ByteSpan(p.by));
+      DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+      if (!row) return Status::Ok();
+      DFS_ASSIGN_OR_RETURN(UndoList removal, DecodeUndo(s.Blob(0)));
+      if (removal.empty() || !removal.front().second.present ||
+          removal.front().second.parent == FileId::Trash()) {
+        return Status::Ok();
+      }
+      Placement back = removal.front().second;
+      undo->emplace_back(dir, p);
+      DFS_RETURN_IF_ERROR(WritePlacement(db, dir, back));
+      dir = back.parent;
+      continue;
+    }
+    dir = p.parent;
+  }
+  return Status::Corrupt("index database: the tree has a cycle");
+}
+
+// Does one move at its place in the order; returns its undo record.
+Result<UndoList> DoMove(sqlite3* db, const MoveRow& m) {
+  UndoList undo;
+  DFS_ASSIGN_OR_RETURN(Placement before, ReadPlacement(db, m.entry));
+  undo.emplace_back(m.entry, before);
+  DFS_ASSIGN_OR_RETURN(bool cycle, IsAncestorImpl(db, m.entry, m.parent));
+  if (cycle) return undo;
+  if (m.parent == FileId::Trash()) {
+    if (m.is_dir) {
+      DFS_ASSIGN_OR_RETURN(bool busy, HasChildrenImpl(db, m.entry));
+      if (busy) return undo;
+    }
+  } else {
+    DFS_RETURN_IF_ERROR(Resurrect(db, m.parent, &undo));
+  }
+  Placement to;
+  to.present = true;
+  to.parent = m.parent;
+  to.name = m.name;
+  to.inode = m.inode;
+  to.is_dir = m.is_dir;
+  to.by = m.ord;
+  DFS_RETURN_IF_ERROR(WritePlacement(db, m.entry, to));
+  return undo;
+}
+
+Status UndoMove(sqlite3* db, const UndoList& undo) {
+  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+    DFS_RETURN_IF_ERROR(WritePlacement(db, it->first, it->second));
+  }
+  return Status::Ok();
+}
+
+Status SaveMove(sqlite3* db, const MoveRow& m, const UndoList& undo) {
+  Stmt s(db, "INSERT OR REPLACE INTO moves(ord, entry, parent, name, inode, is_dir, undo) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  Bytes u = EncodeUndo(undo);
+  s.Bind(1, ByteSpan(m.ord));
+  s.Bind(2, IdSpan(m.entry));
+  s.Bind(3, IdSpan(m.parent));
+  s.Bind(4, NameSpan(m.name));
+  s.Bind(5, IdSpan(m.inode));
+  s.Bind(6, std::int64_t{m.is_dir ? 1 : 0});
+  s.Bind(7, ByteSpan(u));
+  return Done(s, "tree");
+}
+
+// An inode's content holds chunk references while the inode has a name:
+// removing the last name frees its chunks (space comes back at unlink), a
+// later move that names it again takes them back.
+Status SyncHeld(sqlite3* db, const FileId& inode, const ChunkRefs& refs) {
+  Stmt cur(db, "SELECT held, manifest, EXISTS (SELECT 1 FROM entries WHERE inode = ?1 AND parent != ?2) "
+               "FROM inodes WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(cur.status("tree"));
+  cur.Bind(1, IdSpan(inode));
+  cur.Bind(2, IdSpan(FileId::Trash()));
+  DFS_ASSIGN_OR_RETURN(bool row, cur.Step("tree"));
+  if (!row) return Status::Ok();
+  bool held = cur.Int(0) != 0;
+  bool named = cur.Int(2) != 0;
+  if (held == named) return Status::Ok();
+  if (!cur.Blob(1).empty()) {
+    DFS_ASSIGN_OR_RETURN(Manifest m, Manifest::Decode(cur.Blob(1)));
+    DFS_RETURN_IF_ERROR(named ? refs.ref(m) : refs.unref(m));
+  }
+  Stmt up(db, "UPDATE inodes SET held = ?2 WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(up.status("tree"));
+  up.Bind(1, IdSpan(inode));
+  up.Bind(2, std::int64_t{named ? 1 : 0});
+  return Done(up, "tree");
+}
+
+Status ApplyMove(sqlite3* db, const MoveRow& m, const ChunkRefs& refs) {
+  // Undo the moves after this one, newest first; do it; redo them.
+  std::vector<MoveRow> later;
+  {
+    Stmt s(db, "SELECT ord, entry, parent, name, inode, is_dir, undo FROM moves "
+               "WHERE ord > ?1 ORDER BY ord DESC");
+    DFS_RETURN_IF_ERROR(s.status("tree"));
+    s.Bind(1, ByteSpan(m.ord));
+    for (;;) {
+      DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+      if (!row) break;
+      MoveRow r;
+      ByteSpan ord = s.Blob(0);
+      r.ord.assign(ord.begin(), ord.end());
+      DFS_ASSIGN_OR_RETURN(r.entry, IdFrom(s.Blob(1)));
+      DFS_ASSIGN_OR_RETURN(r.parent, IdFrom(s.Blob(2)));
+      r.name = BlobString(s.Blob(3));
+      DFS_ASSIGN_OR_RETURN(r.inode, IdFrom(s.Blob(4)));
+      r.is_dir = s.Int(5) != 0;
+      DFS_ASSIGN_OR_RETURN(UndoList undo, DecodeUndo(s.Blob(6)));
+      DFS_RETURN_IF_ERROR(UndoMove(db, undo));
+      later.push_back(std::move(r));
+    }
+  }
+  DFS_ASSIGN_OR_RETURN(UndoList undo, DoMove(db, m));
+  DFS_RETURN_IF_ERROR(SaveMove(db, m, undo));
+  for (auto it = later.rbegin(); it != later.rend(); ++it) {
+    DFS_ASSIGN_OR_RETURN(UndoList redo, DoMove(db, *it));
+    DFS_RETURN_IF_ERROR(SaveMove(db, *it, redo));
+  }
+  // Only files move in and out of having a name here (directories hold no content).
+  if (!m.is_dir) DFS_RETURN_IF_ERROR(SyncHeld(db, m.inode, refs));
+  for (const MoveRow& r : later) {
+    if (!r.is_dir) DFS_RETURN_IF_ERROR(SyncHeld(db, r.inode, refs));
+  }
+  return Status::Ok();
+}
+
+Status EnsureInode(sqlite3* db, const FileId& inode) {
+  Stmt s(db, "INSERT OR IGNORE INTO inodes(id, type) VALUES(?1, 0)");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  return Done(s, "tree");
+}
+
+Status BumpCtime(sqlite3* db, const FileId& inode, std::int64_t t) {
+  Stmt s(db, "UPDATE inodes SET ctime = max(ctime, ?2) WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  s.Bind(2, t);
+  return Done(s, "tree");
+}
+
+// Last writer wins: sets register `col` if `ord` is after the one that set it.
+Status SetRegister(sqlite3* db, const FileId& inode, const char* col, std::int64_t value,
+                   ByteSpan ord) {
+  std::string sql = fmt::format(
+      "UPDATE inodes SET {0} = ?2, {0}_by = ?3 WHERE id = ?1 AND ({0}_by IS NULL OR {0}_by < ?3)",
+      col);
+  Stmt s(db, sql.c_str());
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  s.Bind(2, value);
+  s.Bind(3, ord);
+  return Done(s, "tree");
+}
+
+Status ApplyCreate(sqlite3* db, const TreeStep& st, ByteSpan ord) {
+  DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
+  Stmt s(db, "UPDATE inodes SET type = ?2, rdev = ?3, symlink = ?4, "
+             "size = CASE WHEN ?2 = 3 THEN ?5 ELSE size END WHERE id = ?1 AND type = 0");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(st.inode));
+  s.Bind(2, std::int64_t{static_cast<std::uint8_t>(st.node.type)});
+  s.Bind(3, static_cast<std::int64_t>(st.node.rdev));
+  s.Bind(4, NameSpan(st.node.symlink));
+  s.Bind(5, static_cast<std::int64_t>(st.node.symlink.size()));
+  DFS_RETURN_IF_ERROR(Done(s, "tree"));
+  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mode", st.node.mode, ord));
+  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "uid", st.node.uid, ord));
+  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "gid", st.node.gid, ord));
+  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "atime", st.time_ns, ord));
+  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mtime", st.time_ns, ord));
+  return BumpCtime(db, st.inode, st.time_ns);
+}
+
+Status ApplySetAttr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
+  DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
+  const AttrChange& a = st.attrs;
+  if (a.mode) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mode", *a.mode, ord));
+  if (a.uid) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "uid", *a.uid, ord));
+  if (a.gid) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "gid", *a.gid, ord));
+  if (a.atime_ns) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "atime", *a.atime_ns, ord));
+  if (a.mtime_ns) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mtime", *a.mtime_ns, ord));
+  return Status::Ok();
+}
+
+Status ApplyContent(sqlite3* db, const TreeStep& st, ByteSpan ord, const ChunkRefs& refs) {
+  DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
+  Stmt cur(db, "SELECT manifest, content_by, held FROM inodes WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(cur.status("tree"));
+  cur.Bind(1, IdSpan(st.inode));
+  DFS_ASSIGN_OR_RETURN(bool row, cur.Step("tree"));
+  if (!row) return Status::Corrupt("index database: inode vanished");
+  ByteSpan by = cur.Blob(1);
+  bool newer = by.empty() || std::lexicographical_compare(by.begin(), by.end(), ord.begin(), ord.end());
+  if (!newer) return Status::Ok();
+  std::optional<Manifest> old;
+  if (!cur.Blob(0).empty()) {
+    DFS_ASSIGN_OR_RETURN(Manifest m, Manifest::Decode(cur.Blob(0)));
+    old = std::move(m);
+  }
+  // New references first: chunks shared by old and new never drop to zero.
+  // An inode without a name holds no references (SyncHeld).
+  if (cur.Int(2) != 0) {
+    DFS_RETURN_IF_ERROR(refs.ref(st.manifest));
+    if (old) DFS_RETURN_IF_ERROR(refs.unref(*old));
+  }
+  Stmt up(db, "UPDATE inodes SET manifest = ?2, size = ?3, content_by = ?4 WHERE id = ?1");
+  DFS_RETURN_IF_ERROR(up.status("tree"));
+  Bytes encoded = st.manifest.Encode();
+  up.Bind(1, IdSpan(st.inode));
+  up.Bind(2, ByteSpan(encoded));
+  up.Bind(3, static_cast<std::int64_t>(st.manifest.size));
+  up.Bind(4, ord);
+  DFS_RETURN_IF_ERROR(Done(up, "tree"));
+  return SetRegister(db, st.inode, "mtime", st.mtime_ns, ord);
+}
+
+Status ApplyXattr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
+  Stmt s(db, "INSERT INTO xattrs(inode, name, value, present, by) VALUES(?1, ?2, ?3, ?4, ?5) "
+             "ON CONFLICT(inode, name) DO UPDATE SET value = excluded.value, "
+             "present = excluded.present, by = excluded.by WHERE xattrs.by < excluded.by");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(st.inode));
+  s.Bind(2, NameSpan(st.name));
+  s.Bind(3, ByteSpan(st.value));
+  s.Bind(4, std::int64_t{st.present ? 1 : 0});
+  s.Bind(5, ord);
+  return Done(s, "tree");
+}
+
+bool LoserSuffix(std::string_view name, std::string_view* base, std::string_view* hex) {
+  if (name.size() < 10 || name[name.size() - 9] != '~') return false;
+  *hex = name.substr(name.size() - 8);
+  for (char c : *hex) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  *base = name.substr(0, name.size() - 9);
+  return true;
+}
+
+}  // namespace
+
+Status CreateSchema(sqlite3* db) { return ExecSql(db, kSchema, "index database"); }
+
+Status Apply(sqlite3* db, const Op& op, const TreeOp& tree, const ChunkRefs& refs) {
+  const auto wall = static_cast<std::int64_t>(op.time.wall_ns);
+  for (std::size_t i = 0; i < tree.steps.size(); ++i) {
+    const TreeStep& st = tree.steps[i];
+    Bytes ord = Ord(op, i);
+    switch (st.kind) {
+      case TreeStep::Kind::kCreate:
+        DFS_RETURN_IF_ERROR(ApplyCreate(db, st, ord));
+        break;
+      case TreeStep::Kind::kMove: {
+        MoveRow m{ord, st.entry, st.parent, st.name, st.inode,
+                  st.node.type == FileType::kDirectory};
+        DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
+        DFS_RETURN_IF_ERROR(ApplyMove(db, m, refs));
+        break;
+      }
+      case TreeStep::Kind::kSetAttr:
+        DFS_RETURN_IF_ERROR(ApplySetAttr(db, st, ord));
+        break;
+      case TreeStep::Kind::kContent:
+        DFS_RETURN_IF_ERROR(ApplyContent(db, st, ord, refs));
+        break;
+      case TreeStep::Kind::kXattr:
+        DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
+        DFS_RETURN_IF_ERROR(ApplyXattr(db, st, ord));
+        break;
+    }
+    DFS_RETURN_IF_ERROR(BumpCtime(db, st.inode, wall));
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<EntryRow>> GetEntry(sqlite3* db, const FileId& entry) {
+  DFS_ASSIGN_OR_RETURN(Placement p, ReadPlacement(db, entry));
+  if (!p.present) return std::optional<EntryRow>();
+  return std::optional<EntryRow>(EntryRow{entry, p.parent, p.name, p.inode, p.is_dir});
+}
+
+Result<std::optional<Attr>> GetAttr(sqlite3* db, const FileId& inode) {
+  Stmt s(db, "SELECT type, rdev, mode, uid, gid, atime, mtime, ctime, size FROM inodes "
+             "WHERE id = ?1 AND type != 0");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  if (!row) return std::optional<Attr>();
+  Attr a;
+  a.inode = inode;
+  a.type = static_cast<FileType>(s.Int(0));
+  a.rdev = static_cast<std::uint64_t>(s.Int(1));
+  a.mode = static_cast<std::uint32_t>(s.Int(2));
+  a.uid = static_cast<std::uint32_t>(s.Int(3));
+  a.gid = static_cast<std::uint32_t>(s.Int(4));
+  a.atime_ns = s.Int(5);
+  a.mtime_ns = s.Int(6);
+  a.ctime_ns = s.Int(7);
+  a.size = static_cast<std::uint64_t>(s.Int(8));
+  if (a.type == FileType::kDirectory) {
+    Stmt n(db, "SELECT count(*) FROM entries WHERE parent = ?1 AND is_dir = 1");
+    DFS_RETURN_IF_ERROR(n.status("tree"));
+    n.Bind(1, IdSpan(inode));
+    DFS_ASSIGN_OR_RETURN(bool r, n.Step("tree"));
+    a.nlink = 2 + static_cast<std::uint32_t>(r ? n.Int(0) : 0);
+  } else {
+    Stmt n(db, "SELECT count(*) FROM entries WHERE inode = ?1 AND parent != ?2");
+    DFS_RETURN_IF_ERROR(n.status("tree"));
+    n.Bind(1, IdSpan(inode));
+    n.Bind(2, IdSpan(FileId::Trash()));
+    DFS_ASSIGN_OR_RETURN(bool r, n.Step("tree"));
+    a.nlink = static_cast<std::uint32_t>(r ? n.Int(0) : 0);
+  }
+  return std::optional<Attr>(a);
+}
+
+Result<std::optional<DirEntry>> Lookup(sqlite3* db, const FileId& dir, std::string_view name) {
+  auto attach = [&](const FileId& entry, const FileId& inode,
+                    std::string shown) -> Result<std::optional<DirEntry>> {
+    DFS_ASSIGN_OR_RETURN(std::optional<Attr> attr, GetAttr(db, inode));
+    if (!attr) return std::optional<DirEntry>();  // its inode has not arrived yet
+    return std::optional<DirEntry>(DirEntry{std::move(shown), entry, *attr});
+  };
+  Stmt s(db, "SELECT id, inode FROM entries WHERE parent = ?1 AND name = ?2 "
+             "ORDER BY placed_by DESC");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(dir));
+  s.Bind(2, NameSpan(name));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  if (row) {
+    DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
+    DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(s.Blob(1)));
+    return attach(entry, inode, std::string(name));
+  }
+  // "name~1a2b3c4d": one of the older entries that share `name`.
+  std::string_view base, hex;
+  if (!LoserSuffix(name, &base, &hex)) return std::optional<DirEntry>();
+  s.Reset();
+  s.Bind(1, IdSpan(dir));
+  s.Bind(2, NameSpan(base));
+  bool first = true;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool more, s.Step("tree"));
+    if (!more) break;
+    DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
+    if (!first && entry.ShortHex() == hex) {
+      DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(s.Blob(1)));
+      return attach(entry, inode, std::string(name));
+    }
+    first = false;
+  }
+  return std::optional<DirEntry>();
+}
+
+Result<std::vector<std::pair<DirEntry, std::uint64_t>>> ReadDir(sqlite3* db, const FileId& dir,
+                                                                std::uint64_t offset,
+                                                                std::size_t limit) {
+  // Read one row before `offset` too: whether a row is the first of its name
+  // (the one that keeps the name) depends on the row before it.
+  std::uint64_t from = offset == 0 ? 0 : offset - 1;
+  Stmt s(db, "SELECT id, name, inode FROM entries WHERE parent = ?1 "
+             "ORDER BY name, placed_by DESC LIMIT ?2 OFFSET ?3");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(dir));
+  s.Bind(2, static_cast<std::int64_t>(limit + (offset == 0 ? 0 : 1)));
+  s.Bind(3, static_cast<std::int64_t>(from));
+  std::vector<std::pair<DirEntry, std::uint64_t>> out;
+  std::optional<std::string> prev;
+  for (std::uint64_t pos = from;; ++pos) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+    if (!row) break;
+    DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
+    std::string name = BlobString(s.Blob(1));
+    DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(s.Blob(2)));
+    bool keeps = !prev || *prev != name;
+    prev = name;
+    if (pos < offset) continue;
+    DFS_ASSIGN_OR_RETURN(std::optional<Attr> attr, GetAttr(db, inode));
+    if (!attr) continue;
+    out.emplace_back(DirEntry{keeps ? name : name + "~" + entry.ShortHex(), entry, *attr}, pos + 1);
+  }
+  return out;
+}
+
+Result<bool> HasChildren(sqlite3* db, const FileId& dir) { return HasChildrenImpl(db, dir); }
+
+Result<bool> IsAncestor(sqlite3* db, const FileId& ancestor, const FileId& node) {
+  return IsAncestorImpl(db, ancestor, node);
+}
+
+Result<bool> IsLinked(sqlite3* db, const FileId& inode) {
+  if (inode == FileId::Root()) return true;
+  Stmt s(db, "SELECT id FROM entries WHERE inode = ?1 AND parent != ?2");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  s.Bind(2, IdSpan(FileId::Trash()));
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+    if (!row) return false;
+    DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
+    DFS_ASSIGN_OR_RETURN(bool live, IsAncestorImpl(db, FileId::Root(), entry));
+    if (live) return true;
+  }
+}
+
+Result<std::optional<Manifest>> Content(sqlite3* db, const FileId& inode) {
+  Stmt s(db, "SELECT manifest FROM inodes WHERE id = ?1 AND type != 0");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  if (!row) return std::optional<Manifest>();
+  if (s.Blob(0).empty()) return std::optional<Manifest>(Manifest{});
+  DFS_ASSIGN_OR_RETURN(Manifest m, Manifest::Decode(s.Blob(0)));
+  return std::optional<Manifest>(std::move(m));
+}
+
+Result<std::optional<std::string>> Symlink(sqlite3* db, const FileId& inode) {
+  Stmt s(db, "SELECT symlink FROM inodes WHERE id = ?1 AND type = 3");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(BlobString(s.Blob(0)));
+}
+
+Result<std::optional<Bytes>> GetXattr(sqlite3* db, const FileId& inode, std::string_view name) {
+  Stmt s(db, "SELECT value FROM xattrs WHERE inode = ?1 AND name = ?2 AND present = 1");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  s.Bind(2, NameSpan(name));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  if (!row) return std::optional<Bytes>();
+  ByteSpan v = s.Blob(0);
+  return std::optional<Bytes>(Bytes(v.begin(), v.end()));
+}
+
+Result<std::vector<std::string>> ListXattr(sqlite3* db, const FileId& inode) {
+  Stmt s(db, "SELECT name FROM xattrs WHERE inode = ?1 AND present = 1 ORDER BY name");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  std::vector<std::string> names;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+    if (!row) return names;
+    names.push_back(BlobString(s.Blob(0)));
+  }
+}
+
+Result<std::uint64_t> CountLiveEntries(sqlite3* db) {
+  Stmt s(db, "SELECT count(*) FROM entries WHERE parent != ?1");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(FileId::Trash()));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  return row ? static_cast<std::uint64_t>(s.Int(0)) : 0;
+}
+
+}  // namespace dfs::core::treedb

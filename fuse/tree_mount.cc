@@ -1,0 +1,894 @@
+#define FUSE_USE_VERSION 312
+#include "fuse/tree_mount.h"
+
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace dfs::fuse {
+
+using core::Attr;
+using core::DirEntry;
+using core::FileId;
+using core::FileType;
+using core::Status;
+
+int Errno(const Status& s) {
+  switch (s.code()) {
+    case core::ErrorCode::kOk: return 0;
+    case core::ErrorCode::kNotFound: return ENOENT;
+    case core::ErrorCode::kExists: return EEXIST;
+    case core::ErrorCode::kNoSpace: return ENOSPC;
+    case core::ErrorCode::kPermission: return EACCES;
+    case core::ErrorCode::kInvalidArgument: return EINVAL;
+    case core::ErrorCode::kNotDirectory: return ENOTDIR;
+    case core::ErrorCode::kIsDirectory: return EISDIR;
+    case core::ErrorCode::kNotEmpty: return ENOTEMPTY;
+    case core::ErrorCode::kNameTooLong: return ENAMETOOLONG;
+    case core::ErrorCode::kNoAttribute: return ENODATA;
+    case core::ErrorCode::kUnsupported: return EOPNOTSUPP;
+    default: return EIO;  // corrupt, wrong key, unreachable peers: never wrong bytes
+  }
+}
+
+namespace {
+
+constexpr double kTimeout = 1.0;  // attribute and entry cache, seconds
+
+TreeMount* Self(fuse_req_t req) { return static_cast<TreeMount*>(fuse_req_userdata(req)); }
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+timespec Ts(std::int64_t ns) {
+  timespec t{};
+  t.tv_sec = static_cast<time_t>(ns / 1000000000);
+  t.tv_nsec = static_cast<long>(ns % 1000000000);
+  if (t.tv_nsec < 0) {
+    t.tv_nsec += 1000000000;
+    --t.tv_sec;
+  }
+  return t;
+}
+
+std::int64_t Ns(const timespec& t) {
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+mode_t TypeBits(FileType t) {
+  switch (t) {
+    case FileType::kRegular: return S_IFREG;
+    case FileType::kDirectory: return S_IFDIR;
+    case FileType::kSymlink: return S_IFLNK;
+    case FileType::kFifo: return S_IFIFO;
+    case FileType::kSocket: return S_IFSOCK;
+    case FileType::kCharDevice: return S_IFCHR;
+    case FileType::kBlockDevice: return S_IFBLK;
+  }
+  return S_IFREG;
+}
+
+void FillStat(struct stat* st, std::uint64_t ino, const Attr& a) {
+  std::memset(st, 0, sizeof(*st));
+  st->st_ino = ino;
+  st->st_mode = TypeBits(a.type) | a.mode;
+  st->st_nlink = a.nlink;
+  st->st_uid = a.uid;
+  st->st_gid = a.gid;
+  st->st_rdev = a.rdev;
+  st->st_size = static_cast<off_t>(a.size);
+  st->st_blksize = 128 * 1024;
+  st->st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st->st_atim = Ts(a.atime_ns);
+  st->st_mtim = Ts(a.mtime_ns);
+  st->st_ctim = Ts(a.ctime_ns);
+}
+
+// What the kernel should see of an inode: an open file's staged size and
+// write time override the committed ones.
+Attr Effective(TreeMount* m, std::uint64_t ino, Attr a) {
+  if (a.type != FileType::kRegular) return a;
+  std::shared_ptr<TreeMount::OpenFile> f = m->FindOpen(ino);
+  if (!f) return a;
+  std::lock_guard lock(f->mu);
+  if (f->staged && f->staged->dirty()) {
+    a.size = f->staged->size();
+    if (f->mtime_ns != 0) a.mtime_ns = f->mtime_ns;
+  }
+  return a;
+}
+
+void ReplyEntry(fuse_req_t req, TreeMount* m, fuse_ino_t parent, const DirEntry& e) {
+  fuse_entry_param p{};
+  p.ino = m->Remember(e.attr.inode, parent, e.name);
+  p.generation = 1;
+  FillStat(&p.attr, p.ino, Effective(m, p.ino, e.attr));
+  p.attr_timeout = kTimeout;
+  p.entry_timeout = kTimeout;
+  if (fuse_reply_entry(req, &p) != 0) m->Forget(p.ino, 1);  // the kernel did not take it
+}
+
+// Resolves `ino` or replies ENOENT (returns false).
+bool Resolve(fuse_req_t req, fuse_ino_t ino, FileId* out) {
+  if (Self(req)->Find(ino, out)) return true;
+  fuse_reply_err(req, ENOENT);
+  return false;
+}
+
+void OpInit(void*, fuse_conn_info* conn) {
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->max_background = 64;
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want &= ~FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  TreeMount* m = Self(req);
+  FileId dir;
+  if (!Resolve(req, parent, &dir)) return;
+  core::Result<DirEntry> e = m->files().LookupName(dir, name);
+  if (!e.ok()) return (void)fuse_reply_err(req, Errno(e.status()));
+  ReplyEntry(req, m, parent, *e);
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, std::uint64_t n) {
+  Self(req)->Forget(ino, n);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, std::size_t count, fuse_forget_data* forgets) {
+  for (std::size_t i = 0; i < count; ++i) Self(req)->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  TreeMount* m = Self(req);
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<Attr> a = m->files().GetAttr(id);
+  if (!a.ok()) return (void)fuse_reply_err(req, Errno(a.status()));
+  struct stat st;
+  FillStat(&st, ino, Effective(m, ino, *a));
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  TreeMount* m = Self(req);
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<Attr> cur = m->files().GetAttr(id);
+  if (!cur.ok()) return (void)fuse_reply_err(req, Errno(cur.status()));
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (cur->type == FileType::kDirectory) return (void)fuse_reply_err(req, EISDIR);
+    if (cur->type != FileType::kRegular) return (void)fuse_reply_err(req, EINVAL);
+    std::shared_ptr<TreeMount::OpenFile> f = m->FindOpen(ino);
+    Status s;
+    if (f) {
+      std::lock_guard lock(f->mu);
+      s = m->Stage(*f);
+      if (s.ok()) s = f->staged->Truncate(static_cast<std::uint64_t>(attr->st_size));
+      if (s.ok()) f->mtime_ns = NowNs();
+      // truncate(2) by path has no handle to flush: commit now.
+      if (s.ok() && fi == nullptr) s = m->Commit(*f);
+    } else {
+      // Not open here: stage, truncate and commit at once.
+      TreeMount::OpenFile tmp;
+      tmp.inode = id;
+      core::Result<core::Manifest> content = m->files().Content(id);
+      s = content.status();
+      if (s.ok()) {
+        tmp.content = std::move(content).value();
+        s = m->Stage(tmp);
+      }
+      if (s.ok()) s = tmp.staged->Truncate(static_cast<std::uint64_t>(attr->st_size));
+      tmp.mtime_ns = NowNs();
+      if (s.ok()) s = m->Commit(tmp);
+    }
+    if (!s.ok()) return (void)fuse_reply_err(req, Errno(s));
+  }
+  core::AttrChange c;
+  if (to_set & FUSE_SET_ATTR_MODE) c.mode = attr->st_mode & 07777;
+  if (to_set & FUSE_SET_ATTR_UID) c.uid = attr->st_uid;
+  if (to_set & FUSE_SET_ATTR_GID) c.gid = attr->st_gid;
+  if ((to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && !(to_set & FUSE_SET_ATTR_MODE) &&
+      cur->type != FileType::kDirectory) {
+    // chown clears set-user-ID, and set-group-ID when group execute is set.
+    std::uint32_t mode = cur->mode;
+    mode &= ~static_cast<std::uint32_t>(S_ISUID);
+    if (mode & S_IXGRP) mode &= ~static_cast<std::uint32_t>(S_ISGID);
+    if (mode != cur->mode) c.mode = mode;
+  }
+  std::int64_t now = NowNs();
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+    c.atime_ns = now;
+  } else if (to_set & FUSE_SET_ATTR_ATIME) {
+    c.atime_ns = Ns(attr->st_atim);
+  }
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+    c.mtime_ns = now;
+  } else if (to_set & FUSE_SET_ATTR_MTIME) {
+    c.mtime_ns = Ns(attr->st_mtim);
+  }
+  if (c.mtime_ns) {
+    // An explicit mtime wins over the time of writes still staged.
+    if (std::shared_ptr<TreeMount::OpenFile> f = m->FindOpen(ino)) {
+      std::lock_guard lock(f->mu);
+      f->mtime_ns = *c.mtime_ns;
+    }
+  }
+  core::Result<Attr> a = cur;
+  if (c.mode || c.uid || c.gid || c.atime_ns || c.mtime_ns) {
+    a = m->files().SetAttr(id, c);
+  } else if (to_set & FUSE_SET_ATTR_SIZE) {
+    a = m->files().GetAttr(id);
+  }
+  if (!a.ok()) return (void)fuse_reply_err(req, Errno(a.status()));
+  struct stat st;
+  FillStat(&st, ino, Effective(m, ino, *a));
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<std::string> t = Self(req)->files().ReadLink(id);
+  if (!t.ok()) return (void)fuse_reply_err(req, Errno(t.status()));
+  fuse_reply_readlink(req, t->c_str());
+}
+
+// Creates a node as the caller (uid, gid; a set-group-ID directory passes on its group).
+core::Result<DirEntry> MakeAs(fuse_req_t req, const FileId& dir, const char* name, core::NewNode node) {
+  TreeMount* m = Self(req);
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  node.uid = ctx->uid;
+  node.gid = ctx->gid;
+  DFS_ASSIGN_OR_RETURN(Attr parent, m->files().GetAttr(dir));
+  if (parent.mode & S_ISGID) {
+    node.gid = parent.gid;
+    if (node.type == FileType::kDirectory) node.mode |= S_ISGID;
+  }
+  return m->files().MakeNode(dir, name, node);
+}
+
+void MakeAndReply(fuse_req_t req, fuse_ino_t parent, const char* name, const core::NewNode& node) {
+  FileId dir;
+  if (!Resolve(req, parent, &dir)) return;
+  core::Result<DirEntry> e = MakeAs(req, dir, name, node);
+  if (!e.ok()) return (void)fuse_reply_err(req, Errno(e.status()));
+  ReplyEntry(req, Self(req), parent, *e);
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  core::NewNode n;
+  switch (mode & S_IFMT) {
+    case S_IFREG: n.type = FileType::kRegular; break;
+    case S_IFIFO: n.type = FileType::kFifo; break;
+    case S_IFSOCK: n.type = FileType::kSocket; break;
+    case S_IFCHR: n.type = FileType::kCharDevice; break;
+    case S_IFBLK: n.type = FileType::kBlockDevice; break;
+    default: return (void)fuse_reply_err(req, EINVAL);
+  }
+  n.mode = mode & 07777;
+  n.rdev = rdev;
+  MakeAndReply(req, parent, name, n);
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  core::NewNode n;
+  n.type = FileType::kDirectory;
+  n.mode = mode & 07777;
+  MakeAndReply(req, parent, name, n);
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  core::NewNode n;
+  n.type = FileType::kSymlink;
+  n.mode = 0777;
+  n.symlink = link;
+  MakeAndReply(req, parent, name, n);
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FileId dir;
+  if (!Resolve(req, parent, &dir)) return;
+  fuse_reply_err(req, Errno(Self(req)->files().Unlink(dir, name)));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FileId dir;
+  if (!Resolve(req, parent, &dir)) return;
+  fuse_reply_err(req, Errno(Self(req)->files().RemoveDir(dir, name)));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  FileId dir, new_dir;
+  if (!Resolve(req, parent, &dir) || !Resolve(req, newparent, &new_dir)) return;
+  unsigned f = 0;
+  if (flags & RENAME_NOREPLACE) f |= core::FileServer::kRenameNoReplace;
+  if (flags & RENAME_EXCHANGE) f |= core::FileServer::kRenameExchange;
+  if (flags & ~static_cast<unsigned>(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+    return (void)fuse_reply_err(req, EINVAL);  // RENAME_WHITEOUT: not for us
+  }
+  fuse_reply_err(req, Errno(Self(req)->files().Rename(dir, name, new_dir, newname, f)));
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  FileId id, dir;
+  if (!Resolve(req, ino, &id) || !Resolve(req, newparent, &dir)) return;
+  core::Result<DirEntry> e = Self(req)->files().Link(id, dir, newname);
+  if (!e.ok()) return (void)fuse_reply_err(req, Errno(e.status()));
+  ReplyEntry(req, Self(req), newparent, *e);
+}
+
+// Opens `ino` (already resolved to `id`) for a new handle.
+core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const FileId& id,
+                                           fuse_file_info* fi) {
+  DFS_ASSIGN_OR_RETURN(std::shared_ptr<TreeMount::OpenFile> f, m->Acquire(ino, id));
+  auto h = std::make_unique<TreeMount::Handle>();
+  h->file = f;
+  h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+  h->append = (fi->flags & O_APPEND) != 0;
+  if (fi->flags & O_TRUNC) {
+    std::lock_guard lock(f->mu);
+    Status s = m->Stage(*f);
+    if (s.ok()) s = f->staged->Truncate(0);
+    if (!s.ok()) {
+      (void)m->Release(ino, f);
+      return s;
+    }
+    f->mtime_ns = NowNs();
+  }
+  {
+    std::lock_guard lock(f->mu);
+    // Close-to-open: keep the kernel's pages only while the content is unchanged.
+    fi->keep_cache = (f->handles > 1 || !m->ContentChanged(ino, f->content)) ? 1 : 0;
+  }
+  return h.release();
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  TreeMount* m = Self(req);
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<TreeMount::Handle*> h = NewHandle(m, ino, id, fi);
+  if (!h.ok()) return (void)fuse_reply_err(req, Errno(h.status()));
+  fi->fh = reinterpret_cast<std::uint64_t>(*h);
+  if (fuse_reply_open(req, fi) != 0) {  // interrupted: the kernel will not release it
+    std::unique_ptr<TreeMount::Handle> gone(*h);
+    (void)m->Release(ino, gone->file);
+  }
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  TreeMount* m = Self(req);
+  FileId dir;
+  if (!Resolve(req, parent, &dir)) return;
+  core::NewNode n;
+  n.type = FileType::kRegular;
+  n.mode = mode & 07777;
+  core::Result<DirEntry> e = MakeAs(req, dir, name, n);
+  if (!e.ok()) return (void)fuse_reply_err(req, Errno(e.status()));
+  fuse_entry_param p{};
+  p.ino = m->Remember(e->attr.inode, parent, e->name);
+  p.generation = 1;
+  FillStat(&p.attr, p.ino, e->attr);
+  p.attr_timeout = kTimeout;
+  p.entry_timeout = kTimeout;
+  core::Result<TreeMount::Handle*> h = NewHandle(m, p.ino, e->attr.inode, fi);
+  if (!h.ok()) {
+    m->Forget(p.ino, 1);
+    return (void)fuse_reply_err(req, Errno(h.status()));
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(*h);
+  if (fuse_reply_create(req, &p, fi) != 0) {
+    std::unique_ptr<TreeMount::Handle> gone(*h);
+    (void)m->Release(p.ino, gone->file);
+    m->Forget(p.ino, 1);
+  }
+}
+
+TreeMount::Handle* H(fuse_file_info* fi) { return reinterpret_cast<TreeMount::Handle*>(fi->fh); }
+
+void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
+  TreeMount* m = Self(req);
+  TreeMount::Handle* h = H(fi);
+  std::vector<std::uint8_t> buf(size);
+  core::Result<std::size_t> got = std::size_t{0};
+  {
+    TreeMount::OpenFile& f = *h->file;
+    std::unique_lock lock(f.mu);
+    if (f.staged) {
+      got = f.staged->Read(static_cast<std::uint64_t>(off), core::MutableByteSpan(buf));
+    } else {
+      core::Manifest content = f.content;  // a copy: read without the file's lock
+      lock.unlock();
+      std::lock_guard hl(h->mu);
+      got = m->files().ReadContent(content, static_cast<std::uint64_t>(off),
+                                   core::MutableByteSpan(buf), &h->cursor);
+    }
+  }
+  if (!got.ok()) {
+    spdlog::error("read: {}", got.status().ToString());
+    return (void)fuse_reply_err(req, Errno(got.status()));
+  }
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *got);
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, std::size_t size, off_t off,
+             fuse_file_info* fi) {
+  TreeMount* m = Self(req);
+  TreeMount::Handle* h = H(fi);
+  TreeMount::OpenFile& f = *h->file;
+  std::lock_guard lock(f.mu);
+  Status s = m->Stage(f);
+  std::uint64_t at = static_cast<std::uint64_t>(off);
+  if (s.ok() && h->append) at = f.staged->size();  // O_APPEND: always at the end
+  if (s.ok()) {
+    s = f.staged->Write(at, core::ByteSpan(reinterpret_cast<const std::uint8_t*>(data), size));
+  }
+  if (!s.ok()) return (void)fuse_reply_err(req, Errno(s));
+  f.mtime_ns = NowNs();
+  fuse_reply_write(req, size);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  TreeMount::OpenFile& f = *H(fi)->file;
+  std::lock_guard lock(f.mu);
+  fuse_reply_err(req, Errno(Self(req)->Commit(f)));
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  TreeMount::OpenFile& f = *H(fi)->file;
+  std::lock_guard lock(f.mu);
+  fuse_reply_err(req, Errno(Self(req)->Commit(f)));
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  std::unique_ptr<TreeMount::Handle> h(H(fi));
+  Status s = Self(req)->Release(ino, h->file);
+  if (!s.ok()) spdlog::error("release: {}", s.ToString());
+  fuse_reply_err(req, Errno(s));
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<Attr> a = Self(req)->files().GetAttr(id);
+  if (!a.ok()) return (void)fuse_reply_err(req, Errno(a.status()));
+  if (a->type != FileType::kDirectory) return (void)fuse_reply_err(req, ENOTDIR);
+  fuse_reply_open(req, fi);
+}
+
+// Offsets: 1 after ".", 2 after "..", then 2 + the tree's listing position.
+void ReadDir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, bool plus) {
+  TreeMount* m = Self(req);
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  std::vector<char> buf(size);
+  std::size_t used = 0;
+  auto add = [&](const char* name, const struct stat& st, off_t next,
+                 const fuse_entry_param* e) -> bool {
+    std::size_t need =
+        plus ? fuse_add_direntry_plus(req, buf.data() + used, size - used, name, e, next)
+             : fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
+    if (need > size - used) return false;
+    used += need;
+    return true;
+  };
+  if (off < 2) {
+    core::Result<Attr> self = m->files().GetAttr(id);
+    if (!self.ok()) return (void)fuse_reply_err(req, Errno(self.status()));
+    fuse_entry_param e{};  // "." and "..": no lookup is counted for them
+    e.attr.st_mode = S_IFDIR;
+    e.attr.st_ino = ino;
+    if (off < 1 && !add(".", e.attr, 1, &e)) return (void)fuse_reply_buf(req, buf.data(), used);
+    if (!add("..", e.attr, 2, &e)) return (void)fuse_reply_buf(req, buf.data(), used);
+  }
+  std::uint64_t from = off < 2 ? 0 : static_cast<std::uint64_t>(off) - 2;
+  Status s = m->files().ReadDir(id, from, [&](const DirEntry& d, std::uint64_t next) {
+    fuse_entry_param e{};
+    struct stat st {};
+    if (plus) {
+      e.ino = m->Remember(d.attr.inode, ino, d.name);
+      e.generation = 1;
+      FillStat(&e.attr, e.ino, Effective(m, e.ino, d.attr));
+      e.attr_timeout = kTimeout;
+      e.entry_timeout = kTimeout;
+      st = e.attr;
+    } else {
+      st.st_mode = TypeBits(d.attr.type);
+      // Readers skip entries numbered 0; lookup assigns the real number.
+      st.st_ino = std::hash<std::string>{}(d.name) | 1;
+    }
+    if (!add(d.name.c_str(), st, static_cast<off_t>(next + 2), &e)) {
+      if (plus) m->Forget(e.ino, 1);  // not sent: not looked up
+      return false;
+    }
+    return true;
+  });
+  if (!s.ok() && used == 0) return (void)fuse_reply_err(req, Errno(s));
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fuse_file_info*) {
+  ReadDir(req, ino, size, off, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t off, fuse_file_info*) {
+  ReadDir(req, ino, size, off, true);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  // Constant time: the space of the file system that holds the data
+  // directory, and no inode limit to speak of.
+  struct statvfs st {};
+  if (::statvfs(Self(req)->staging_dir().c_str(), &st) != 0) std::memset(&st, 0, sizeof(st));
+  st.f_namemax = core::kNameMax;
+  st.f_files = 1ull << 32;
+  st.f_ffree = 1ull << 31;
+  st.f_favail = st.f_ffree;
+  fuse_reply_statfs(req, &st);
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value,
+                std::size_t size, int flags) {
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  Status s = Self(req)->files().SetXattr(
+      id, name, core::ByteSpan(reinterpret_cast<const std::uint8_t*>(value), size), flags);
+  if (s.code() == core::ErrorCode::kNoSpace) return (void)fuse_reply_err(req, E2BIG);
+  if (s.code() == core::ErrorCode::kNameTooLong) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_err(req, Errno(s));
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, std::size_t size) {
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<core::Bytes> v = Self(req)->files().GetXattr(id, name);
+  if (!v.ok()) {
+    if (v.status().code() == core::ErrorCode::kNameTooLong) return (void)fuse_reply_err(req, ERANGE);
+    return (void)fuse_reply_err(req, Errno(v.status()));
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, v->size());
+  if (v->size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, reinterpret_cast<const char*>(v->data()), v->size());
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, std::size_t size) {
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  core::Result<std::vector<std::string>> names = Self(req)->files().ListXattr(id);
+  if (!names.ok()) return (void)fuse_reply_err(req, Errno(names.status()));
+  std::string all;
+  for (const std::string& n : *names) {
+    all += n;
+    all.push_back('\0');
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, all.size());
+  if (all.size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, all.data(), all.size());
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  FileId id;
+  if (!Resolve(req, ino, &id)) return;
+  fuse_reply_err(req, Errno(Self(req)->files().RemoveXattr(id, name)));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi) {
+  // Plain allocation only: it extends the size like a write of zeros would
+  // (as a hole: nothing is stored). Other modes are not offered.
+  if (mode != 0) return (void)fuse_reply_err(req, EOPNOTSUPP);
+  TreeMount* m = Self(req);
+  TreeMount::OpenFile& f = *H(fi)->file;
+  std::lock_guard lock(f.mu);
+  Status s = m->Stage(f);
+  std::uint64_t end = static_cast<std::uint64_t>(offset) + static_cast<std::uint64_t>(length);
+  if (s.ok() && end > f.staged->size()) s = f.staged->Truncate(end);
+  fuse_reply_err(req, Errno(s));
+}
+
+}  // namespace
+
+core::Result<std::unique_ptr<TreeMount>> TreeMount::Mount(core::FileServer& files,
+                                                          const std::filesystem::path& mountpoint,
+                                                          const MountOptions& options) {
+  std::unique_ptr<TreeMount> m(new TreeMount(files, options));
+  std::error_code ec;
+  std::filesystem::create_directories(options.staging_dir, ec);
+  if (ec) {
+    return core::Status::Io(fmt::format("cannot create {}: {}", options.staging_dir.string(), ec.message()));
+  }
+  m->nodes_[FUSE_ROOT_ID] = Node{FileId::Root(), 1, 0, "", 0};
+  m->by_inode_[FileId::Root()] = FUSE_ROOT_ID;
+  std::vector<std::string> argv = {"dfsmount", "-o", "default_permissions,fsname=dfs,subtype=dfs"};
+  for (const std::string& o : options.fuse_options) argv.insert(argv.end(), {"-o", o});
+  if (options.debug) argv.push_back("-d");
+  std::vector<char*> ptrs;
+  for (std::string& a : argv) ptrs.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(ptrs.size()), ptrs.data());
+  fuse_lowlevel_ops ops{};
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.link = OpLink;
+  ops.open = OpOpen;
+  ops.create = OpCreate;
+  ops.read = OpRead;
+  ops.write = OpWrite;
+  ops.flush = OpFlush;
+  ops.fsync = OpFsync;
+  ops.release = OpRelease;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.statfs = OpStatfs;
+  ops.setxattr = OpSetxattr;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.fallocate = OpFallocate;
+  m->session_ = fuse_session_new(&args, &ops, sizeof(ops), m.get());
+  fuse_opt_free_args(&args);
+  if (m->session_ == nullptr) return core::Status::InvalidArgument("FUSE refused the mount options");
+  if (fuse_session_mount(m->session_, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(m->session_);
+    m->session_ = nullptr;
+    return core::Status::Io(fmt::format("cannot mount at {} (see the message above)", mountpoint.string()));
+  }
+  m->mountpoint_ = mountpoint;
+  m->notify_thread_ = std::thread([p = m.get()] { p->NotifyLoop(); });
+  return m;
+}
+
+TreeMount::~TreeMount() {
+  {
+    std::lock_guard lock(notify_mu_);
+    notify_stop_ = true;
+  }
+  notify_cv_.notify_all();
+  if (notify_thread_.joinable()) notify_thread_.join();
+  // Handles the kernel never released (a forced unmount): commit their data.
+  std::map<std::uint64_t, std::shared_ptr<OpenFile>> open;
+  {
+    std::lock_guard lock(mu_);
+    open.swap(open_);
+  }
+  for (auto& [ino, f] : open) {
+    std::lock_guard lock(f->mu);
+    if (Status s = Commit(*f); !s.ok()) spdlog::error("unmount: {}", s.ToString());
+  }
+  if (session_ == nullptr) return;
+  fuse_session_unmount(session_);
+  fuse_session_destroy(session_);
+}
+
+core::Status TreeMount::Run() {
+  if (fuse_set_signal_handlers(session_) != 0) return core::Status::Io("cannot install signal handlers");
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  fuse_loop_cfg_set_max_threads(config, 16);
+  int rc = fuse_session_loop_mt(session_, config);
+  fuse_loop_cfg_destroy(config);
+  fuse_remove_signal_handlers(session_);
+  if (rc < 0) return core::Status::Io(fmt::format("FUSE loop: {}", std::strerror(-rc)));
+  return core::Status::Ok();
+}
+
+void TreeMount::Exit() { fuse_session_exit(session_); }
+
+std::uint64_t TreeMount::Remember(const FileId& inode, std::uint64_t parent, const std::string& name) {
+  std::lock_guard lock(mu_);
+  std::uint64_t ino;
+  auto it = by_inode_.find(inode);
+  if (it != by_inode_.end()) {
+    ino = it->second;
+  } else {
+    ino = next_ino_++;
+    by_inode_[inode] = ino;
+    nodes_[ino] = Node{inode, 0, 0, "", 0};
+  }
+  Node& n = nodes_[ino];
+  ++n.lookups;
+  n.parent = parent;
+  n.name = name;
+  return ino;
+}
+
+void TreeMount::Forget(std::uint64_t ino, std::uint64_t n) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end() || ino == FUSE_ROOT_ID) return;
+  it->second.lookups -= std::min(n, it->second.lookups);
+  if (it->second.lookups > 0) return;
+  by_inode_.erase(it->second.inode);
+  nodes_.erase(it);
+}
+
+bool TreeMount::Find(std::uint64_t ino, FileId* out) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return false;
+  *out = it->second.inode;
+  return true;
+}
+
+std::shared_ptr<TreeMount::OpenFile> TreeMount::FindOpen(std::uint64_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(ino);
+  return it == open_.end() ? nullptr : it->second;
+}
+
+core::Result<std::shared_ptr<TreeMount::OpenFile>> TreeMount::Acquire(std::uint64_t ino,
+                                                                       const FileId& inode) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find(ino);
+    if (it != open_.end()) {
+      std::lock_guard fl(it->second->mu);
+      ++it->second->handles;
+      return it->second;
+    }
+  }
+  // Load outside the table lock; a racing first open of the same file keeps
+  // whichever OpenFile reached the table first.
+  DFS_ASSIGN_OR_RETURN(core::Manifest content, files_.Content(inode));
+  auto f = std::make_shared<OpenFile>();
+  f->inode = inode;
+  f->content = std::move(content);
+  f->pins = std::make_unique<core::FileServer::ChunkPins>(&files_);
+  files_.PinContent(f->content, f->pins.get());
+  std::lock_guard lock(mu_);
+  auto [it, fresh] = open_.emplace(ino, f);
+  std::lock_guard fl(it->second->mu);
+  ++it->second->handles;
+  return it->second;
+}
+
+Status TreeMount::Release(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
+  Status s;
+  {
+    std::lock_guard fl(file->mu);
+    if (file->handles > 1) {
+      --file->handles;
+      return Status::Ok();
+    }
+    s = Commit(*file);
+  }
+  std::lock_guard lock(mu_);
+  std::lock_guard fl(file->mu);
+  if (--file->handles == 0) {
+    auto it = open_.find(ino);
+    if (it != open_.end() && it->second == file) open_.erase(it);
+  }
+  return s;
+}
+
+Status TreeMount::Stage(OpenFile& file) {
+  if (file.staged) return Status::Ok();
+  core::FileServer* fs = &files_;
+  DFS_ASSIGN_OR_RETURN(
+      file.staged,
+      core::StagedFile::Create(options_.staging_dir, file.content,
+                               [fs](const core::Manifest& base, std::size_t i, core::Bytes* plain) {
+                                 return fs->ReadChunk(base, i, plain);
+                               }));
+  return Status::Ok();
+}
+
+Status TreeMount::Commit(OpenFile& file) {
+  if (!file.staged || !file.staged->dirty()) return Status::Ok();
+  core::FileServer::ChunkPins pins(&files_);
+  DFS_ASSIGN_OR_RETURN(core::Manifest m, file.staged->Commit([&](core::Reader& region) {
+    return files_.StoreData(region, &pins);
+  }));
+  std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
+  Status s = files_.CommitContent(file.inode, m, mtime, &pins);
+  if (!s.ok()) {
+    // The staged data is committed into `m` but not into the tree: keep it
+    // as the base and mark the whole thing dirty again by re-staging.
+    spdlog::error("commit of {}: {}", file.inode.ShortHex(), s.ToString());
+    return s;
+  }
+  file.content = std::move(m);
+  file.mtime_ns = 0;
+  if (file.pins) {
+    auto next = std::make_unique<core::FileServer::ChunkPins>(&files_);
+    files_.PinContent(file.content, next.get());
+    file.pins = std::move(next);
+  }
+  return Status::Ok();
+}
+
+bool TreeMount::ContentChanged(std::uint64_t ino, const core::Manifest& content) {
+  core::Bytes enc = content.Encode();
+  std::size_t h = std::hash<std::string_view>{}(
+      std::string_view(reinterpret_cast<const char*>(enc.data()), enc.size()));
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return true;
+  bool changed = it->second.content_hash != h;
+  it->second.content_hash = h;
+  return changed;
+}
+
+void TreeMount::OnRemoteOp(const core::Op& op) {
+  if (op.kind != core::Op::Kind::kTree) return;
+  core::Result<core::TreeOp> tree = core::TreeOp::Decode(op.value);
+  if (!tree.ok()) return;
+  std::vector<Inval> todo;
+  {
+    std::lock_guard lock(mu_);
+    auto ino_of = [&](const FileId& id) -> std::uint64_t {
+      auto it = by_inode_.find(id);
+      return it == by_inode_.end() ? 0 : it->second;
+    };
+    for (const core::TreeStep& s : tree->steps) {
+      std::uint64_t ino = ino_of(s.inode);
+      if (ino != 0) {
+        todo.push_back(Inval{ino, 0, ""});
+        if (s.kind == core::TreeStep::Kind::kMove) {
+          const Node& n = nodes_[ino];
+          if (n.parent != 0) todo.push_back(Inval{n.parent, n.parent, n.name});
+        }
+      }
+      if (s.kind == core::TreeStep::Kind::kMove) {
+        if (std::uint64_t p = ino_of(s.parent); p != 0) todo.push_back(Inval{p, p, s.name});
+      }
+    }
+  }
+  {
+    std::lock_guard lock(notify_mu_);
+    for (Inval& i : todo) notify_queue_.push_back(std::move(i));
+  }
+  notify_cv_.notify_one();
+}
+
+void TreeMount::NotifyLoop() {
+  for (;;) {
+    Inval i;
+    {
+      std::unique_lock lock(notify_mu_);
+      notify_cv_.wait(lock, [&] { return notify_stop_ || !notify_queue_.empty(); });
+      if (notify_stop_) return;
+      i = std::move(notify_queue_.front());
+      notify_queue_.pop_front();
+    }
+    // Errors (ENOENT: the kernel no longer has it) need no handling.
+    if (i.parent != 0) {
+      (void)fuse_lowlevel_notify_inval_entry(session_, i.parent, i.name.c_str(), i.name.size());
+    }
+    if (i.ino != 0) (void)fuse_lowlevel_notify_inval_inode(session_, i.ino, 0, 0);
+  }
+}
+
+}  // namespace dfs::fuse

@@ -1,0 +1,153 @@
+// TreeMount: the volume's file tree (core/namespace.h) as a writable POSIX
+// directory through the libfuse3 low-level API. Every call maps onto the
+// FileServer: lookups, listings and attribute changes onto its tree methods,
+// file data onto StoreData / CommitContent / ReadContent. fuse/ holds no
+// storage or network logic.
+//
+// Inodes: the kernel's node ids come from a table (FileId <-> node id) with
+// exact lookup counts; node ids are never reused within a mount, so the
+// generation is always 1. Hard links share one node id (one inode).
+//
+// Data: an open regular file is an OpenFile shared by its handles. Writes
+// and truncates go to a core::StagedFile (a sparse staging file in
+// DIR/staging); flush (every close), fsync and the last release commit it:
+// only the touched regions are re-chunked, sealed and replicated (fsync
+// returns once the store's write quorum holds them), then the new manifest
+// commits as one tree op. A failed upload keeps the data staged and
+// surfaces as the error of that flush / fsync / close. Reads of a file open
+// for reading only see the content as of open (close-to-open, like NFS);
+// the kernel's page cache is kept across opens while the content is
+// unchanged.
+//
+// Ops from peers invalidate what the kernel caches of the names and inodes
+// they touch (fuse_lowlevel_notify_inval_entry / _inode), on a thread of
+// their own.
+//
+// Threading: libfuse's worker threads call in concurrently; the tables are
+// locked; each OpenFile has its own lock.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/file_server.h"
+#include "core/op_log.h"
+#include "core/staged_file.h"
+#include "core/status.h"
+
+struct fuse_session;
+
+namespace dfs::fuse {
+
+struct MountOptions {
+  std::vector<std::string> fuse_options;  // passed as -o (e.g. allow_other, auto_unmount)
+  bool debug = false;
+  // Where staging files go (created if missing); statfs reports this file
+  // system's space.
+  std::filesystem::path staging_dir;
+};
+
+// errno for a core status.
+int Errno(const core::Status& s);
+
+class TreeMount {
+ public:
+  // Mounts the tree of `files` at `mountpoint`. Errors: kInvalidArgument
+  // (bad options), kIo (the kernel refused the mount; the message says why).
+  static core::Result<std::unique_ptr<TreeMount>> Mount(core::FileServer& files,
+                                                        const std::filesystem::path& mountpoint,
+                                                        const MountOptions& options);
+  ~TreeMount();  // commits what is still staged, unmounts
+
+  // Serves requests until unmounted (fusermount3 -u) or Exit(). Installs
+  // libfuse's SIGINT/SIGTERM/SIGHUP handlers for the time it runs.
+  core::Status Run();
+  void Exit();
+
+  // An op from a peer was applied: drop what the kernel caches of it. Any
+  // thread; does not block on the kernel.
+  void OnRemoteOp(const core::Op& op);
+
+  // --- used by the low-level operations (fuse/tree_mount.cc) ---
+  struct OpenFile {
+    std::mutex mu;
+    core::FileId inode;
+    int handles = 0;
+    core::Manifest content;  // as of the first open, or the last commit
+    std::unique_ptr<core::FileServer::ChunkPins> pins;  // content's chunks, while open
+    std::unique_ptr<core::StagedFile> staged;  // on the first write or truncate
+    std::int64_t mtime_ns = 0;  // of the last write
+    bool append_seen = false;
+  };
+  struct Handle {
+    std::shared_ptr<OpenFile> file;
+    std::mutex mu;  // guards cursor
+    core::FileServer::ReadCursor cursor;
+    bool writable = false;
+    bool append = false;
+  };
+
+  // Node ids.
+  std::uint64_t Remember(const core::FileId& inode, std::uint64_t parent_ino, const std::string& name);
+  void Forget(std::uint64_t ino, std::uint64_t n);
+  bool Find(std::uint64_t ino, core::FileId* out);
+  // The open file of `ino`, created (content loaded) for the first handle.
+  core::Result<std::shared_ptr<OpenFile>> Acquire(std::uint64_t ino, const core::FileId& inode);
+  // One handle fewer; the last one commits and drops it.
+  core::Status Release(std::uint64_t ino, const std::shared_ptr<OpenFile>& file);
+  std::shared_ptr<OpenFile> FindOpen(std::uint64_t ino);
+  // Makes `file` staged (its lock held).
+  core::Status Stage(OpenFile& file);
+  // Commits what `file` has staged (its lock held).
+  core::Status Commit(OpenFile& file);
+  // Whether the content of `inode` changed since this mount last opened it.
+  bool ContentChanged(std::uint64_t ino, const core::Manifest& content);
+
+  core::FileServer& files() { return files_; }
+  const std::filesystem::path& staging_dir() const { return options_.staging_dir; }
+
+ private:
+  TreeMount(core::FileServer& files, MountOptions options)
+      : files_(files), options_(std::move(options)) {}
+  void NotifyLoop();
+
+  core::FileServer& files_;
+  MountOptions options_;
+  fuse_session* session_ = nullptr;
+  std::filesystem::path mountpoint_;
+
+  struct Node {
+    core::FileId inode;
+    std::uint64_t lookups = 0;
+    std::uint64_t parent = 0;  // where it was last looked up, for invalidation
+    std::string name;
+    std::size_t content_hash = 0;  // of the manifest at the last open
+  };
+  std::mutex mu_;
+  std::uint64_t next_ino_ = 2;
+  std::map<std::uint64_t, Node> nodes_;
+  std::map<core::FileId, std::uint64_t> by_inode_;
+  std::map<std::uint64_t, std::shared_ptr<OpenFile>> open_;
+
+  // Invalidations for the kernel, done off the applying thread.
+  struct Inval {
+    std::uint64_t ino = 0;     // inode to invalidate (0: none)
+    std::uint64_t parent = 0;  // with name: an entry to invalidate
+    std::string name;
+  };
+  std::mutex notify_mu_;
+  std::condition_variable notify_cv_;
+  std::deque<Inval> notify_queue_;
+  bool notify_stop_ = false;
+  std::thread notify_thread_;
+};
+
+}  // namespace dfs::fuse
