@@ -257,16 +257,22 @@ Status FileServer::ReadDir(const FileId& dir, std::uint64_t offset,
                            const std::function<bool(const DirEntry&, std::uint64_t)>& fn) {
   DFS_ASSIGN_OR_RETURN(Attr d, GetAttr(dir));
   if (d.type != FileType::kDirectory) return Status::NotDirectory("readdir of a non-directory");
-  constexpr std::size_t kBatch = 256;
+  // Small first batches: the kernel asks for a few dozen names at a time.
+  std::size_t batch_size = 32;
   for (;;) {
-    DFS_ASSIGN_OR_RETURN(auto batch, index_->WithDb([&](sqlite3* db) {
-      return treedb::ReadDir(db, dir, offset, kBatch);
+    DFS_ASSIGN_OR_RETURN(std::vector<treedb::DirRow> batch, index_->WithDb([&](sqlite3* db) {
+      return treedb::ReadDir(db, dir, offset, batch_size);
     }));
     if (batch.empty()) return Status::Ok();
-    for (const auto& [entry, next] : batch) {
-      if (!fn(entry, next)) return Status::Ok();
-      offset = next;
+    for (treedb::DirRow& row : batch) {
+      offset = row.next;
+      DFS_ASSIGN_OR_RETURN(std::optional<Attr> attr, index_->WithDb([&](sqlite3* db) {
+        return treedb::GetAttr(db, row.inode);
+      }));
+      if (!attr) continue;  // its inode has not arrived from its origin yet
+      if (!fn(DirEntry{std::move(row.name), row.entry, *attr}, row.next)) return Status::Ok();
     }
+    batch_size = std::min<std::size_t>(batch_size * 4, 1024);
   }
 }
 

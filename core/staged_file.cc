@@ -113,6 +113,7 @@ void StagedFile::SetBase(Manifest base) {
   base_limit_ = base_.size;
   written_.clear();
   staged_bytes_ = 0;
+  ++generation_;
 }
 
 std::size_t StagedFile::BaseChunkAt(std::uint64_t offset) const {
@@ -132,6 +133,10 @@ Result<std::size_t> StagedFile::Read(std::uint64_t offset, MutableByteSpan buf) 
 }
 
 Status StagedFile::Fill(std::uint64_t offset, MutableByteSpan buf) {
+  if (offset > size_ || buf.size() > size_ - offset) {
+    return Status::InvalidArgument(fmt::format(
+        "staged file: fill of {} bytes at {} passes the end {}", buf.size(), offset, size_));
+  }
   while (!buf.empty()) {
     // The written range holding `offset`, or the start of the next one.
     std::uint64_t next_written = size_;
@@ -213,9 +218,8 @@ Status StagedFile::PRead(std::uint64_t offset, MutableByteSpan buf) {
 
 Status StagedFile::Write(std::uint64_t offset, ByteSpan data) {
   if (Overflows(offset, data.size())) {
-    return Status::InvalidArgument(
-        fmt::format("write of {} bytes at offset {} passes the largest file size", data.size(),
-                    offset));
+    return Status::InvalidArgument(fmt::format(
+        "write of {} bytes at offset {} passes the largest file size", data.size(), offset));
   }
   if (data.empty()) return Status::Ok();
   // Bytes in the staging file outside the written ranges are never read. A
@@ -224,6 +228,7 @@ Status StagedFile::Write(std::uint64_t offset, ByteSpan data) {
   std::size_t done = 0;
   Status s = PWrite(offset, data, &done);
   if (done > 0) {
+    ++generation_;
     AddWritten(offset, offset + done);
     size_ = std::max(size_, offset + done);
   }
@@ -232,7 +237,8 @@ Status StagedFile::Write(std::uint64_t offset, ByteSpan data) {
 
 Status StagedFile::Truncate(std::uint64_t size) {
   if (size > kMaxSize) {
-    return Status::InvalidArgument(fmt::format("truncate to {} passes the largest file size", size));
+    return Status::InvalidArgument(
+        fmt::format("truncate to {} passes the largest file size", size));
   }
   if (size < size_) {
     if (!written_.empty() && std::prev(written_.end())->second > size) {
@@ -244,6 +250,7 @@ Status StagedFile::Truncate(std::uint64_t size) {
     ClipWritten(size);
     base_limit_ = std::min(base_limit_, size);
   }
+  if (size != size_) ++generation_;
   size_ = size;
   return Status::Ok();
 }
@@ -299,7 +306,7 @@ std::vector<StagedFile::Range> StagedFile::TouchedRegions() const {
     }
     if (r.end - 1 < base_limit_) {
       std::size_t index = BaseChunkAt(r.end - 1);
-      if (!base_.chunks[index].IsHole()) r.end = starts_[index + 1];
+      if (!base_.chunks[index].IsHole()) r.end = std::min(starts_[index + 1], base_limit_);
     }
     if (!regions.empty() && r.begin <= regions.back().end) {
       regions.back().end = std::max(regions.back().end, r.end);
@@ -334,7 +341,13 @@ Status StagedFile::AppendUntouched(std::uint64_t begin, std::uint64_t end, Manif
 }
 
 Result<Manifest> StagedFile::Commit(const RegionStore& store) {
-  if (!dirty()) return base_;
+  DFS_ASSIGN_OR_RETURN(PreparedCommit prepared, PrepareCommit(store));
+  DFS_RETURN_IF_ERROR(FinishCommit(prepared));
+  return std::move(prepared.manifest);
+}
+
+Result<StagedFile::PreparedCommit> StagedFile::PrepareCommit(const RegionStore& store) {
+  if (!dirty()) return PreparedCommit{base_, generation_};
   Manifest next;
   std::uint64_t at = 0;
   for (const Range& region : TouchedRegions()) {
@@ -370,17 +383,24 @@ Result<Manifest> StagedFile::Commit(const RegionStore& store) {
   }
   DFS_RETURN_IF_ERROR(AppendUntouched(at, size_, &next));
   if (next.size != size_) {
-    return Status::Corrupt(fmt::format("staged file: commit built {} bytes of a {} byte file",
-                                       next.size, size_));
+    return Status::Corrupt(
+        fmt::format("staged file: commit built {} bytes of a {} byte file", next.size, size_));
   }
-  // Frees the staging space; the last step that can fail, so a failure
-  // leaves everything as it was.
+  return PreparedCommit{std::move(next), generation_};
+}
+
+Status StagedFile::FinishCommit(const PreparedCommit& prepared) {
+  if (prepared.generation != generation_) {
+    return Status::InvalidArgument(
+        "staged file: the prepared commit is stale (written or truncated since)");
+  }
+  // Frees the staging space; the one step that can fail, before any change.
   if (staging_used_) {
     if (::ftruncate(fd_.get(), 0) != 0) return ErrnoStatus(errno, "truncate " + name_);
     staging_used_ = false;
   }
-  SetBase(next);
-  return next;
+  if (dirty()) SetBase(prepared.manifest);
+  return Status::Ok();
 }
 
 }  // namespace dfs::core

@@ -86,6 +86,20 @@ class StagedFile {
   // piece whose size differs from the region it was given.
   Result<Manifest> Commit(const RegionStore& store);
 
+  // Commit in two steps, for a caller that records the manifest elsewhere
+  // (the index) before the staged bytes may be dropped: PrepareCommit builds
+  // the manifest and changes nothing; FinishCommit makes it the base, the
+  // same as a successful Commit. If recording fails, the caller skips
+  // FinishCommit and the file stays dirty. FinishCommit refuses
+  // (kInvalidArgument) a commit prepared before a later Write, Truncate or
+  // commit.
+  struct PreparedCommit {
+    Manifest manifest;
+    std::uint64_t generation = 0;
+  };
+  Result<PreparedCommit> PrepareCommit(const RegionStore& store);
+  Status FinishCommit(const PreparedCommit& prepared);
+
  private:
   class RegionReader;
   struct Range {
@@ -130,7 +144,8 @@ class StagedFile {
   std::uint64_t base_limit_ = 0;
   std::map<std::uint64_t, std::uint64_t> written_;
   std::uint64_t staged_bytes_ = 0;
-  bool staging_used_ = false;  // written to since the staging file was last emptied
+  std::uint64_t generation_ = 0;  // counts changes and commits (stale PreparedCommit check)
+  bool staging_used_ = false;     // written to since the staging file was last emptied
 
   // The last base chunk read, by id (content-addressed, so valid across commits).
   bool cache_valid_ = false;

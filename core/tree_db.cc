@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS entries(
   is_dir INTEGER NOT NULL,
   placed_by BLOB NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_by_name ON entries(parent, name, placed_by);
+CREATE INDEX IF NOT EXISTS entries_by_name ON entries(parent, name, placed_by DESC);
+CREATE INDEX IF NOT EXISTS entries_subdirs ON entries(parent) WHERE is_dir = 1;
 CREATE INDEX IF NOT EXISTS entries_by_inode ON entries(inode);
 CREATE TABLE IF NOT EXISTS moves(
   ord BLOB PRIMARY KEY,
@@ -253,20 +254,38 @@ Status Resurrect(sqlite3* db, FileId dir, UndoList* undo) {
   return Status::Corrupt("index database: the tree has a cycle");
 }
 
+Status UndoMove(sqlite3* db, const UndoList& undo) {
+  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+    DFS_RETURN_IF_ERROR(WritePlacement(db, it->first, it->second));
+  }
+  return Status::Ok();
+}
+
 // Does one move at its place in the order; returns its undo record.
 Result<UndoList> DoMove(sqlite3* db, const MoveRow& m) {
   UndoList undo;
   DFS_ASSIGN_OR_RETURN(Placement before, ReadPlacement(db, m.entry));
   undo.emplace_back(m.entry, before);
-  DFS_ASSIGN_OR_RETURN(bool cycle, IsAncestorImpl(db, m.entry, m.parent));
-  if (cycle) return undo;
   if (m.parent == FileId::Trash()) {
+    // Already in the trash (removed concurrently by another node): skipped,
+    // so that the move that put it there, whose undo record says where it
+    // was, stays the one Resurrect reads.
+    if (before.present && before.parent == FileId::Trash()) return undo;
     if (m.is_dir) {
       DFS_ASSIGN_OR_RETURN(bool busy, HasChildrenImpl(db, m.entry));
       if (busy) return undo;
     }
   } else {
+    // Removed directories above the target come back first: a directory
+    // comes back where it was removed from, which may be under the entry,
+    // so only then does the cycle check see the tree the move would make.
     DFS_RETURN_IF_ERROR(Resurrect(db, m.parent, &undo));
+    DFS_ASSIGN_OR_RETURN(bool cycle, IsAncestorImpl(db, m.entry, m.parent));
+    if (cycle) {  // skipped, and so are the resurrections made for it
+      DFS_RETURN_IF_ERROR(UndoMove(db, undo));
+      undo.resize(1);
+      return undo;
+    }
   }
   Placement to;
   to.present = true;
@@ -277,13 +296,6 @@ Result<UndoList> DoMove(sqlite3* db, const MoveRow& m) {
   to.by = m.ord;
   DFS_RETURN_IF_ERROR(WritePlacement(db, m.entry, to));
   return undo;
-}
-
-Status UndoMove(sqlite3* db, const UndoList& undo) {
-  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-    DFS_RETURN_IF_ERROR(WritePlacement(db, it->first, it->second));
-  }
-  return Status::Ok();
 }
 
 Status SaveMove(sqlite3* db, const MoveRow& m, const UndoList& undo) {
@@ -462,7 +474,9 @@ Status ApplyXattr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
   DFS_RETURN_IF_ERROR(s.status("tree"));
   s.Bind(1, IdSpan(st.inode));
   s.Bind(2, NameSpan(st.name));
-  s.Bind(3, ByteSpan(st.value));
+  // An empty value is an empty blob, not NULL (which a null data pointer binds).
+  static const std::uint8_t kNoBytes = 0;
+  s.Bind(3, st.value.empty() ? ByteSpan(&kNoBytes, 0) : ByteSpan(st.value));
   s.Bind(4, std::int64_t{st.present ? 1 : 0});
   s.Bind(5, ord);
   return Done(s, "tree");
@@ -539,7 +553,7 @@ Result<std::optional<Attr>> GetAttr(sqlite3* db, const FileId& inode) {
   a.ctime_ns = s.Int(7);
   a.size = static_cast<std::uint64_t>(s.Int(8));
   if (a.type == FileType::kDirectory) {
-    Stmt n(db, "SELECT count(*) FROM entries WHERE parent = ?1 AND is_dir = 1");
+    Stmt n(db, "SELECT count(*) FROM entries INDEXED BY entries_subdirs WHERE parent = ?1 AND is_dir = 1");
     DFS_RETURN_IF_ERROR(n.status("tree"));
     n.Bind(1, IdSpan(inode));
     DFS_ASSIGN_OR_RETURN(bool r, n.Step("tree"));
@@ -593,9 +607,8 @@ Result<std::optional<DirEntry>> Lookup(sqlite3* db, const FileId& dir, std::stri
   return std::optional<DirEntry>();
 }
 
-Result<std::vector<std::pair<DirEntry, std::uint64_t>>> ReadDir(sqlite3* db, const FileId& dir,
-                                                                std::uint64_t offset,
-                                                                std::size_t limit) {
+Result<std::vector<DirRow>> ReadDir(sqlite3* db, const FileId& dir, std::uint64_t offset,
+                                    std::size_t limit) {
   // Read one row before `offset` too: whether a row is the first of its name
   // (the one that keeps the name) depends on the row before it.
   std::uint64_t from = offset == 0 ? 0 : offset - 1;
@@ -605,7 +618,7 @@ Result<std::vector<std::pair<DirEntry, std::uint64_t>>> ReadDir(sqlite3* db, con
   s.Bind(1, IdSpan(dir));
   s.Bind(2, static_cast<std::int64_t>(limit + (offset == 0 ? 0 : 1)));
   s.Bind(3, static_cast<std::int64_t>(from));
-  std::vector<std::pair<DirEntry, std::uint64_t>> out;
+  std::vector<DirRow> out;
   std::optional<std::string> prev;
   for (std::uint64_t pos = from;; ++pos) {
     DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
@@ -616,9 +629,7 @@ Result<std::vector<std::pair<DirEntry, std::uint64_t>>> ReadDir(sqlite3* db, con
     bool keeps = !prev || *prev != name;
     prev = name;
     if (pos < offset) continue;
-    DFS_ASSIGN_OR_RETURN(std::optional<Attr> attr, GetAttr(db, inode));
-    if (!attr) continue;
-    out.emplace_back(DirEntry{keeps ? name : name + "~" + entry.ShortHex(), entry, *attr}, pos + 1);
+    out.push_back(DirRow{keeps ? std::move(name) : name + "~" + entry.ShortHex(), entry, inode, pos + 1});
   }
   return out;
 }

@@ -61,11 +61,16 @@ Result<std::optional<EntryRow>> GetEntry(sqlite3* db, const FileId& entry);
 Result<std::optional<Attr>> GetAttr(sqlite3* db, const FileId& inode);
 // The live entry of `dir` listed as `name` (resolving "name~<8 hex>").
 Result<std::optional<DirEntry>> Lookup(sqlite3* db, const FileId& dir, std::string_view name);
-// Up to `limit` entries of `dir` from position `offset`, in listing order,
-// each with the position after it.
-Result<std::vector<std::pair<DirEntry, std::uint64_t>>> ReadDir(sqlite3* db, const FileId& dir,
-                                                                std::uint64_t offset,
-                                                                std::size_t limit);
+// One name of a directory listing, without its attributes.
+struct DirRow {
+  std::string name;  // as listed ("~<8 hex>" on the older of two that share a name)
+  FileId entry;
+  FileId inode;
+  std::uint64_t next = 0;  // the listing position after it
+};
+// Up to `limit` names of `dir` from position `offset`, in listing order.
+Result<std::vector<DirRow>> ReadDir(sqlite3* db, const FileId& dir, std::uint64_t offset,
+                                    std::size_t limit);
 Result<bool> HasChildren(sqlite3* db, const FileId& dir);
 // Whether `ancestor` is `node` or above it.
 Result<bool> IsAncestor(sqlite3* db, const FileId& ancestor, const FileId& node);

@@ -808,18 +808,20 @@ Status TreeMount::Stage(OpenFile& file) {
 Status TreeMount::Commit(OpenFile& file) {
   if (!file.staged || !file.staged->dirty()) return Status::Ok();
   core::FileServer::ChunkPins pins(&files_);
-  DFS_ASSIGN_OR_RETURN(core::Manifest m, file.staged->Commit([&](core::Reader& region) {
-    return files_.StoreData(region, &pins);
-  }));
+  DFS_ASSIGN_OR_RETURN(core::StagedFile::PreparedCommit prepared,
+                       file.staged->PrepareCommit([&](core::Reader& region) {
+                         return files_.StoreData(region, &pins);
+                       }));
   std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
-  Status s = files_.CommitContent(file.inode, m, mtime, &pins);
+  // The staged bytes are dropped only once the tree holds the new content:
+  // a failure here leaves the file dirty, and the next flush tries again.
+  Status s = files_.CommitContent(file.inode, prepared.manifest, mtime, &pins);
   if (!s.ok()) {
-    // The staged data is committed into `m` but not into the tree: keep it
-    // as the base and mark the whole thing dirty again by re-staging.
     spdlog::error("commit of {}: {}", file.inode.ShortHex(), s.ToString());
     return s;
   }
-  file.content = std::move(m);
+  DFS_RETURN_IF_ERROR(file.staged->FinishCommit(prepared));
+  file.content = std::move(prepared.manifest);
   file.mtime_ns = 0;
   if (file.pins) {
     auto next = std::make_unique<core::FileServer::ChunkPins>(&files_);
