@@ -397,15 +397,18 @@ Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* seale
 
 Status FileServer::FetchChunk(const Manifest& manifest, std::size_t i, std::string_view name,
                               Bytes* sealed, Bytes* out) {
-  const ChunkRef& ref = manifest.chunks[i];
+  return FetchRef(manifest.chunks[i], fmt::format("'{}' chunk {} of {}", name, i + 1, manifest.chunks.size()),
+                  sealed, out);
+}
+
+Status FileServer::FetchRef(const ChunkRef& ref, const std::string& place, Bytes* sealed,
+                            Bytes* out) {
   if (ref.IsHole()) {
     out->assign(ref.size, 0);
     return Status::Ok();
   }
   // Store and crypto errors name the chunk id; this adds the file and place.
-  auto where = [&] {
-    return fmt::format("'{}' chunk {} of {}", name, i + 1, manifest.chunks.size());
-  };
+  auto where = [&] { return place; };
   // The GCM tag authenticates every byte; the store's checksum would be a
   // second pass over the same bytes.
   Status s = store_->Get(ref.id, sealed, ChunkStore::ReadCheck::kCallerAuthenticates);
@@ -474,6 +477,17 @@ Result<std::size_t> FileServer::ReadAt(std::string_view key, std::uint64_t offse
   return ReadContent(rec.manifest, offset, buf);
 }
 
+// A chunk read ahead of a sequential reader, on the worker pool.
+struct FileServer::ReadCursor::Ahead {
+  std::size_t index = 0;
+  ChunkId id;
+  Job job;
+};
+
+FileServer::ReadCursor::~ReadCursor() {
+  for (auto& a : ahead) a->job.Wait();  // the workers write into them
+}
+
 Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint64_t offset,
                                             MutableByteSpan buf, ReadCursor* cursor) {
   ReadCursor local;
@@ -486,15 +500,46 @@ Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint6
     std::size_t n = std::min<std::uint64_t>(buf.size() - copied, ref.size - in_chunk);
     if (ref.IsHole()) {
       std::memset(buf.data() + copied, 0, n);
-    } else {
-      if (cursor->index != i || cursor->id != ref.id) {
-        cursor->index = SIZE_MAX;
-        DFS_RETURN_IF_ERROR(FetchChunk(manifest, i, "file", &cursor->sealed, &cursor->plain));
-        cursor->index = i;
-        cursor->id = ref.id;
+    } else if (cursor->index != i || cursor->id != ref.id) {
+      bool sequential = cursor->index != SIZE_MAX && i == cursor->index + 1;
+      cursor->index = SIZE_MAX;
+      // Drop what was read ahead for chunks before this one (or for another manifest).
+      auto stale = [&](const ReadCursor::Ahead& a) {
+        return a.index < i || a.index >= manifest.chunks.size() ||
+               a.id != manifest.chunks[a.index].id;
+      };
+      while (!cursor->ahead.empty() && stale(*cursor->ahead.front())) {
+        cursor->ahead.front()->job.Wait();
+        cursor->ahead.pop_front();
       }
-      std::memcpy(buf.data() + copied, cursor->plain.data() + in_chunk, n);
+      if (!cursor->ahead.empty() && cursor->ahead.front()->index == i) {
+        std::shared_ptr<ReadCursor::Ahead> a = std::move(cursor->ahead.front());
+        cursor->ahead.pop_front();
+        a->job.Wait();
+        DFS_RETURN_IF_ERROR(a->job.status);
+        std::swap(cursor->plain, a->job.plain);
+      } else {
+        DFS_RETURN_IF_ERROR(FetchChunk(manifest, i, "file", &cursor->sealed, &cursor->plain));
+      }
+      cursor->index = i;
+      cursor->id = ref.id;
+      if (sequential) {
+        // Keep the next chunks coming while the reader copies this one.
+        std::size_t next = cursor->ahead.empty() ? i + 1 : cursor->ahead.back()->index + 1;
+        for (; next < manifest.chunks.size() && next <= i + kReadAhead; ++next) {
+          auto a = std::make_shared<ReadCursor::Ahead>();
+          a->index = next;
+          a->id = manifest.chunks[next].id;
+          ChunkRef r = manifest.chunks[next];
+          pool_.Submit([this, a, r] {
+            a->job.Finish(FetchRef(r, fmt::format("file chunk {}", a->index + 1), &a->job.sealed,
+                                   &a->job.plain));
+          });
+          cursor->ahead.push_back(std::move(a));
+        }
+      }
     }
+    if (!ref.IsHole()) std::memcpy(buf.data() + copied, cursor->plain.data() + in_chunk, n);
     copied += n;
     start += ref.size;
     ++i;

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -209,11 +210,20 @@ class FileServer {
 
   // The decrypted chunk a reader looked at last, so that sequential reads
   // smaller than a chunk decrypt each chunk once.
+  // Sequential readers also get the next kReadAhead chunks fetched and
+  // decrypted on the worker pool while they copy this one.
+  static constexpr std::size_t kReadAhead = 2;
   struct ReadCursor {
+    ReadCursor() = default;
+    ReadCursor(const ReadCursor&) = delete;
+    ReadCursor& operator=(const ReadCursor&) = delete;
+    ~ReadCursor();
     std::size_t index = SIZE_MAX;
     ChunkId id;
     Bytes plain;
     Bytes sealed;
+    struct Ahead;
+    std::deque<std::shared_ptr<Ahead>> ahead;
   };
   // Reads up to buf.size() bytes of `manifest` at `offset` (holes read as
   // zeros); returns the count (0 at or past the end). Errors as Get.
@@ -251,6 +261,7 @@ class FileServer {
   Status FetchChunk(const FileRecord& rec, std::size_t index, Bytes* sealed, Bytes* out);
   Status FetchChunk(const Manifest& manifest, std::size_t index, std::string_view name,
                     Bytes* sealed, Bytes* out);
+  Status FetchRef(const ChunkRef& ref, const std::string& place, Bytes* sealed, Bytes* out);
   // Chunks, seals and stores what `reader` yields into *manifest, pipelined.
   Status StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
                      Manifest* manifest, std::vector<ChunkId>* pinned,
