@@ -181,27 +181,38 @@ Result<bool> FileServer::Has(std::string_view key) {
 
 Status FileServer::ListDir(const FileId& dir, const std::string& path, std::string_view prefix,
                            const std::function<bool(const FileInfo&)>& fn, bool* stop) {
-  Status inner = Status::Ok();
-  DFS_RETURN_IF_ERROR(ReadDir(dir, 0, [&](const DirEntry& e, std::uint64_t) {
-    std::string p = path.empty() ? e.name : path + "/" + e.name;
-    if (e.attr.type == FileType::kDirectory) {
-      std::string below = p + "/";
-      // Descend where keys below could start with the prefix.
-      if (below.compare(0, std::min(below.size(), prefix.size()), prefix.substr(0, below.size())) == 0) {
-        inner = ListDir(e.attr.inode, p, prefix, fn, stop);
+  // Name order, in batches: memory does not grow with the directory.
+  std::optional<treedb::DirRow> after;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(std::vector<treedb::DirRow> batch, index_->WithDb([&](sqlite3* db) {
+      return treedb::ReadDirByName(db, dir, after ? &*after : nullptr, 256);
+    }));
+    if (batch.empty()) return Status::Ok();
+    for (const treedb::DirRow& row : batch) {
+      DFS_ASSIGN_OR_RETURN(std::optional<Attr> attr, index_->WithDb([&](sqlite3* db) {
+        return treedb::GetAttr(db, row.inode);
+      }));
+      if (!attr) continue;
+      std::string p = path.empty() ? row.name : path + "/" + row.name;
+      if (attr->type == FileType::kDirectory) {
+        std::string below = p + "/";
+        // Descend where keys below could start with the prefix.
+        if (below.compare(0, std::min(below.size(), prefix.size()), prefix.substr(0, below.size())) == 0) {
+          DFS_RETURN_IF_ERROR(ListDir(attr->inode, p, prefix, fn, stop));
+        }
+      } else if (attr->type == FileType::kRegular && p.compare(0, prefix.size(), prefix) == 0) {
+        FileInfo info;
+        info.key = p;
+        info.size = attr->size;
+        info.mtime_ns = attr->mtime_ns;
+        Result<Manifest> m = Content(attr->inode);
+        if (m.ok()) info.chunks = m->chunks.size();
+        if (!fn(info)) *stop = true;
       }
-    } else if (e.attr.type == FileType::kRegular && p.compare(0, prefix.size(), prefix) == 0) {
-      FileInfo info;
-      info.key = p;
-      info.size = e.attr.size;
-      info.mtime_ns = e.attr.mtime_ns;
-      Result<Manifest> m = Content(e.attr.inode);
-      if (m.ok()) info.chunks = m->chunks.size();
-      if (!fn(info)) *stop = true;
+      if (*stop) return Status::Ok();
     }
-    return inner.ok() && !*stop;
-  }));
-  return inner;
+    after = std::move(batch.back());
+  }
 }
 
 Status FileServer::List(std::string_view prefix, const std::function<bool(const FileInfo&)>& fn) {

@@ -35,8 +35,11 @@ CREATE TABLE IF NOT EXISTS entries(
   name BLOB NOT NULL,
   inode BLOB NOT NULL,
   is_dir INTEGER NOT NULL,
-  placed_by BLOB NOT NULL
+  placed_by BLOB NOT NULL,
+  pos INTEGER NOT NULL DEFAULT 0  -- local listing position: fixed while the entry stays put
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_pos ON entries(parent, pos);
+CREATE INDEX IF NOT EXISTS entries_pos ON entries(pos);
 CREATE INDEX IF NOT EXISTS entries_by_name ON entries(parent, name, placed_by DESC);
 CREATE INDEX IF NOT EXISTS entries_subdirs ON entries(parent) WHERE is_dir = 1;
 CREATE INDEX IF NOT EXISTS entries_by_inode ON entries(inode);
@@ -128,8 +131,10 @@ Status WritePlacement(sqlite3* db, const FileId& entry, const Placement& p) {
     s.Bind(1, IdSpan(entry));
     return Done(s, "tree");
   }
-  Stmt s(db, "INSERT OR REPLACE INTO entries(id, parent, name, inode, is_dir, placed_by) "
-             "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  // Every placement gets the next listing position, so a directory listed
+  // in pieces neither skips nor repeats names that stay while it is read.
+  Stmt s(db, "INSERT OR REPLACE INTO entries(id, parent, name, inode, is_dir, placed_by, pos) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, (SELECT coalesce(max(pos), 0) + 1 FROM entries))");
   DFS_RETURN_IF_ERROR(s.status("tree"));
   s.Bind(1, IdSpan(entry));
   s.Bind(2, IdSpan(p.parent));
@@ -482,6 +487,14 @@ Status ApplyXattr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
   return Done(s, "tree");
 }
 
+// The name an entry is listed under: its own, or (an older entry sharing
+// it) "name~<8 hex of the entry id>", the name cut so the whole fits NAME_MAX.
+std::string ShownName(std::string name, const FileId& entry, bool keeps) {
+  if (keeps) return name;
+  if (name.size() > kNameMax - 9) name.resize(kNameMax - 9);
+  return name + "~" + entry.ShortHex();
+}
+
 bool LoserSuffix(std::string_view name, std::string_view* base, std::string_view* hex) {
   if (name.size() < 10 || name[name.size() - 9] != '~') return false;
   *hex = name.substr(name.size() - 8);
@@ -587,49 +600,83 @@ Result<std::optional<DirEntry>> Lookup(sqlite3* db, const FileId& dir, std::stri
     DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(s.Blob(1)));
     return attach(entry, inode, std::string(name));
   }
-  // "name~1a2b3c4d": one of the older entries that share `name`.
+  // "name~1a2b3c4d": one of the older entries that share a name (whose
+  // start, for a name too long to take the suffix, is `base`).
   std::string_view base, hex;
   if (!LoserSuffix(name, &base, &hex)) return std::optional<DirEntry>();
-  s.Reset();
-  s.Bind(1, IdSpan(dir));
-  s.Bind(2, NameSpan(base));
-  bool first = true;
+  Stmt c(db, "SELECT e.id, e.inode, e.name FROM entries e WHERE e.parent = ?1 AND e.name >= ?2 "
+             "AND substr(e.name, 1, ?3) = ?2 AND EXISTS (SELECT 1 FROM entries w WHERE "
+             "w.parent = e.parent AND w.name = e.name AND w.placed_by > e.placed_by)");
+  DFS_RETURN_IF_ERROR(c.status("tree"));
+  c.Bind(1, IdSpan(dir));
+  c.Bind(2, NameSpan(base));
+  c.Bind(3, static_cast<std::int64_t>(base.size()));
   for (;;) {
-    DFS_ASSIGN_OR_RETURN(bool more, s.Step("tree"));
+    DFS_ASSIGN_OR_RETURN(bool more, c.Step("tree"));
     if (!more) break;
-    DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
-    if (!first && entry.ShortHex() == hex) {
-      DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(s.Blob(1)));
-      return attach(entry, inode, std::string(name));
-    }
-    first = false;
+    DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(c.Blob(0)));
+    if (entry.ShortHex() != hex || ShownName(BlobString(c.Blob(2)), entry, false) != name) continue;
+    DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(c.Blob(1)));
+    return attach(entry, inode, std::string(name));
   }
   return std::optional<DirEntry>();
 }
 
 Result<std::vector<DirRow>> ReadDir(sqlite3* db, const FileId& dir, std::uint64_t offset,
                                     std::size_t limit) {
-  // Read one row before `offset` too: whether a row is the first of its name
-  // (the one that keeps the name) depends on the row before it.
-  std::uint64_t from = offset == 0 ? 0 : offset - 1;
-  Stmt s(db, "SELECT id, name, inode FROM entries WHERE parent = ?1 "
-             "ORDER BY name, placed_by DESC LIMIT ?2 OFFSET ?3");
+  Stmt s(db, "SELECT e.id, e.name, e.inode, e.pos, EXISTS (SELECT 1 FROM entries w WHERE "
+             "w.parent = e.parent AND w.name = e.name AND w.placed_by > e.placed_by) "
+             "FROM entries e WHERE e.parent = ?1 AND e.pos > ?2 ORDER BY e.pos LIMIT ?3");
   DFS_RETURN_IF_ERROR(s.status("tree"));
   s.Bind(1, IdSpan(dir));
-  s.Bind(2, static_cast<std::int64_t>(limit + (offset == 0 ? 0 : 1)));
-  s.Bind(3, static_cast<std::int64_t>(from));
+  s.Bind(2, static_cast<std::int64_t>(offset));
+  s.Bind(3, static_cast<std::int64_t>(limit));
   std::vector<DirRow> out;
-  std::optional<std::string> prev;
-  for (std::uint64_t pos = from;; ++pos) {
+  for (;;) {
     DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
     if (!row) break;
     DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
-    std::string name = BlobString(s.Blob(1));
     DFS_ASSIGN_OR_RETURN(FileId inode, IdFrom(s.Blob(2)));
-    bool keeps = !prev || *prev != name;
-    prev = name;
-    if (pos < offset) continue;
-    out.push_back(DirRow{keeps ? std::move(name) : name + "~" + entry.ShortHex(), entry, inode, pos + 1});
+    bool keeps = s.Int(4) == 0;
+    DirRow r;
+    r.name = ShownName(BlobString(s.Blob(1)), entry, keeps);
+    r.entry = entry;
+    r.inode = inode;
+    r.next = static_cast<std::uint64_t>(s.Int(3));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::vector<DirRow>> ReadDirByName(sqlite3* db, const FileId& dir, const DirRow* after,
+                                          std::size_t limit) {
+  Stmt s(db, after == nullptr
+                 ? "SELECT e.id, e.name, e.inode, e.placed_by, EXISTS (SELECT 1 FROM entries w WHERE "
+                   "w.parent = e.parent AND w.name = e.name AND w.placed_by > e.placed_by) "
+                   "FROM entries e WHERE e.parent = ?1 ORDER BY e.name, e.placed_by DESC LIMIT ?2"
+                 : "SELECT e.id, e.name, e.inode, e.placed_by, EXISTS (SELECT 1 FROM entries w WHERE "
+                   "w.parent = e.parent AND w.name = e.name AND w.placed_by > e.placed_by) "
+                   "FROM entries e WHERE e.parent = ?1 AND (e.name > ?3 OR (e.name = ?3 AND "
+                   "e.placed_by < ?4)) ORDER BY e.name, e.placed_by DESC LIMIT ?2");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(dir));
+  s.Bind(2, static_cast<std::int64_t>(limit));
+  if (after != nullptr) {
+    s.Bind(3, NameSpan(after->raw_name));
+    s.Bind(4, ByteSpan(after->placed_by));
+  }
+  std::vector<DirRow> out;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+    if (!row) break;
+    DirRow r;
+    DFS_ASSIGN_OR_RETURN(r.entry, IdFrom(s.Blob(0)));
+    r.raw_name = BlobString(s.Blob(1));
+    DFS_ASSIGN_OR_RETURN(r.inode, IdFrom(s.Blob(2)));
+    ByteSpan by = s.Blob(3);
+    r.placed_by.assign(by.begin(), by.end());
+    r.name = ShownName(r.raw_name, r.entry, s.Int(4) == 0);
+    out.push_back(std::move(r));
   }
   return out;
 }

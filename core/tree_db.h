@@ -66,11 +66,20 @@ struct DirRow {
   std::string name;  // as listed ("~<8 hex>" on the older of two that share a name)
   FileId entry;
   FileId inode;
-  std::uint64_t next = 0;  // the listing position after it
+  std::uint64_t next = 0;  // where to go on from after it
+  std::string raw_name;    // ReadDirByName: the stored name and
+  Bytes placed_by;         // order key, its cursor
 };
-// Up to `limit` names of `dir` from position `offset`, in listing order.
+// Up to `limit` names of `dir` after position `offset` (0: from the start).
+// Positions are local and fixed while an entry stays where it is: names
+// removed or added while a directory is listed in pieces never make the
+// listing skip or repeat the others. (Not in name order; `ls` sorts.)
 Result<std::vector<DirRow>> ReadDir(sqlite3* db, const FileId& dir, std::uint64_t offset,
                                     std::size_t limit);
+// Up to `limit` names of `dir` in name order, after `after` (a row this
+// returned; nullptr: from the start). Stable under concurrent changes.
+Result<std::vector<DirRow>> ReadDirByName(sqlite3* db, const FileId& dir, const DirRow* after,
+                                          std::size_t limit);
 Result<bool> HasChildren(sqlite3* db, const FileId& dir);
 // Whether `ancestor` is `node` or above it.
 Result<bool> IsAncestor(sqlite3* db, const FileId& ancestor, const FileId& node);
