@@ -1010,11 +1010,9 @@ TEST_F(NamespaceTest, ReadDirResumesFromAnyOffset) {
 }
 
 // POSIX leaves open whether a name added or removed during a listing is
-// listed, but every other name must be listed exactly once. Offsets are
-// positions in the sorted listing, so removing names that were already
-// listed shifts the rest back and the next read from `next` skips as many
-// (what `rm` of a large directory through the mount does).
-// DISABLED: fails with position offsets; see the report.
+// listed, but every other name must be listed exactly once, also while
+// names already listed are removed (what `rm` of a large directory through
+// the mount does). Offsets are stable positions, not ranks.
 TEST_F(NamespaceTest, ReadDirWhileRemovingListedNamesSkipsNothing) {
   FileId d = Mk(root_, "d", Dir());
   std::set<std::string> want;
