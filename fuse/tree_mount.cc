@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -104,8 +105,8 @@ Attr Effective(TreeMount* m, std::uint64_t ino, Attr a) {
   std::shared_ptr<TreeMount::OpenFile> f = m->FindOpen(ino);
   if (!f) return a;
   std::lock_guard lock(f->mu);
-  if (f->staged && f->staged->dirty()) {
-    a.size = f->staged->size();
+  if (f->stream || f->content_dirty || (f->staged && (f->staged->dirty() || f->base_uncommitted))) {
+    a.size = m->Size(*f);
     if (f->mtime_ns != 0) a.mtime_ns = f->mtime_ns;
   }
   return a;
@@ -348,8 +349,16 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
   h->append = (fi->flags & O_APPEND) != 0;
   if (fi->flags & O_TRUNC) {
     std::lock_guard lock(f->mu);
-    Status s = m->Stage(*f);
-    if (s.ok()) s = f->staged->Truncate(0);
+    Status s;
+    if (!f->staged && !f->stream) {
+      // Nothing staged: the content is simply empty now (and a writer in
+      // order from 0 can still upload as it writes).
+      f->content = core::Manifest{};
+      f->content_dirty = true;
+    } else {
+      s = m->Stage(*f);
+      if (s.ok()) s = f->staged->Truncate(0);
+    }
     if (!s.ok()) {
       (void)m->Release(ino, f);
       return s;
@@ -359,7 +368,7 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
   {
     std::lock_guard lock(f->mu);
     // Close-to-open: keep the kernel's pages only while the content is unchanged.
-    fi->keep_cache = (f->handles > 1 || !m->ContentChanged(ino, f->content)) ? 1 : 0;
+    fi->keep_cache = m->ContentChanged(ino, f->content) ? 0 : 1;
   }
   return h.release();
 }
@@ -415,7 +424,13 @@ void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_i
   {
     TreeMount::OpenFile& f = *h->file;
     std::unique_lock lock(f.mu);
-    if (f.staged) {
+    Status unstreamed = m->Unstream(f);  // a read sees what was written: stage it
+    // A peer changed the content: the kernel dropped its pages and size, so
+    // reads must not mix its new size with our old bytes.
+    if (unstreamed.ok() && f.stale) unstreamed = m->Refresh(f);
+    if (!unstreamed.ok()) {
+      got = unstreamed;
+    } else if (f.staged) {
       got = f.staged->Read(static_cast<std::uint64_t>(off), core::MutableByteSpan(buf));
     } else {
       core::Manifest content = f.content;  // a copy: read without the file's lock
@@ -438,12 +453,8 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, std::size_t size, off
   TreeMount::Handle* h = H(fi);
   TreeMount::OpenFile& f = *h->file;
   std::lock_guard lock(f.mu);
-  Status s = m->Stage(f);
-  std::uint64_t at = static_cast<std::uint64_t>(off);
-  if (s.ok() && h->append) at = f.staged->size();  // O_APPEND: always at the end
-  if (s.ok()) {
-    s = f.staged->Write(at, core::ByteSpan(reinterpret_cast<const std::uint8_t*>(data), size));
-  }
+  std::uint64_t at = h->append ? m->Size(f) : static_cast<std::uint64_t>(off);  // O_APPEND: at the end
+  Status s = m->Write(f, at, core::ByteSpan(reinterpret_cast<const std::uint8_t*>(data), size));
   if (!s.ok()) return (void)fuse_reply_err(req, Errno(s));
   f.mtime_ns = NowNs();
   fuse_reply_write(req, size);
@@ -750,14 +761,26 @@ std::shared_ptr<TreeMount::OpenFile> TreeMount::FindOpen(std::uint64_t ino) {
 
 core::Result<std::shared_ptr<TreeMount::OpenFile>> TreeMount::Acquire(std::uint64_t ino,
                                                                        const FileId& inode) {
+  std::shared_ptr<OpenFile> existing;
   {
     std::lock_guard lock(mu_);
     auto it = open_.find(ino);
     if (it != open_.end()) {
-      std::lock_guard fl(it->second->mu);
-      ++it->second->handles;
-      return it->second;
+      existing = it->second;
+      std::lock_guard fl(existing->mu);
+      ++existing->handles;
     }
+  }
+  if (existing) {
+    // Close-to-open also for a file that is open here already: a new open
+    // sees the tree's content, unless this mount has changes of its own.
+    std::lock_guard fl(existing->mu);
+    Status s = Refresh(*existing);
+    if (!s.ok()) {
+      --existing->handles;  // (the last handle is never this one: it was open)
+      return s;
+    }
+    return existing;
   }
   // Load outside the table lock; a racing first open of the same file keeps
   // whichever OpenFile reached the table first.
@@ -772,6 +795,18 @@ core::Result<std::shared_ptr<TreeMount::OpenFile>> TreeMount::Acquire(std::uint6
   std::lock_guard fl(it->second->mu);
   ++it->second->handles;
   return it->second;
+}
+
+Status TreeMount::Refresh(OpenFile& file) {
+  file.stale = false;
+  if (file.staged || file.stream || file.content_dirty) return Status::Ok();  // ours win until committed
+  DFS_ASSIGN_OR_RETURN(core::Manifest now, files_.Content(file.inode));
+  if (now == file.content) return Status::Ok();
+  auto pinned = std::make_unique<core::FileServer::ChunkPins>(&files_);
+  files_.PinContent(now, pinned.get());
+  file.content = std::move(now);
+  file.pins = std::move(pinned);
+  return Status::Ok();
 }
 
 Status TreeMount::Release(std::uint64_t ino, const std::shared_ptr<OpenFile>& file) {
@@ -793,7 +828,42 @@ Status TreeMount::Release(std::uint64_t ino, const std::shared_ptr<OpenFile>& fi
   return s;
 }
 
+Status TreeMount::Unstream(OpenFile& file) {
+  if (!file.stream) return Status::Ok();
+  std::unique_ptr<core::UploadStream> stream = std::move(file.stream);
+  DFS_ASSIGN_OR_RETURN(core::Manifest uploaded, stream->Finish());
+  core::FileServer* fs = &files_;
+  DFS_ASSIGN_OR_RETURN(
+      file.staged,
+      core::StagedFile::Create(options_.staging_dir, std::move(uploaded),
+                               [fs](const core::Manifest& base, std::size_t i, core::Bytes* plain) {
+                                 return fs->ReadChunk(base, i, plain);
+                               }));
+  file.base_pins = stream->TakePins();
+  file.base_uncommitted = true;
+  return Status::Ok();
+}
+
+std::uint64_t TreeMount::Size(OpenFile& file) {
+  if (file.stream) return file.stream->size();
+  if (file.staged) return file.staged->size();
+  return file.content.size;
+}
+
+Status TreeMount::Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data) {
+  constexpr std::size_t kStreamFrom = 128 * 1024;  // cp's writes; small writes stage
+  if (!file.stream && !file.staged && file.content.size == 0 && offset == 0 &&
+      data.size() >= kStreamFrom) {
+    file.stream = std::make_unique<core::UploadStream>(files_);
+    file.content_dirty = false;  // the upload replaces the content
+  }
+  if (file.stream && offset == file.stream->size()) return file.stream->Write(data);
+  DFS_RETURN_IF_ERROR(Stage(file));
+  return file.staged->Write(offset, data);
+}
+
 Status TreeMount::Stage(OpenFile& file) {
+  DFS_RETURN_IF_ERROR(Unstream(file));
   if (file.staged) return Status::Ok();
   core::FileServer* fs = &files_;
   DFS_ASSIGN_OR_RETURN(
@@ -806,27 +876,44 @@ Status TreeMount::Stage(OpenFile& file) {
 }
 
 Status TreeMount::Commit(OpenFile& file) {
-  if (!file.staged || !file.staged->dirty()) return Status::Ok();
-  core::FileServer::ChunkPins pins(&files_);
-  DFS_ASSIGN_OR_RETURN(core::StagedFile::PreparedCommit prepared,
-                       file.staged->PrepareCommit([&](core::Reader& region) {
-                         return files_.StoreData(region, &pins);
-                       }));
+  DFS_RETURN_IF_ERROR(Unstream(file));
   std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
+  if (!file.staged) {
+    if (!file.content_dirty) return Status::Ok();
+    DFS_RETURN_IF_ERROR(files_.CommitContent(file.inode, file.content, mtime));
+    file.content_dirty = false;
+    file.mtime_ns = 0;
+    return Status::Ok();
+  }
+  if (!file.staged->dirty() && !file.base_uncommitted && !file.content_dirty) return Status::Ok();
+  core::FileServer::ChunkPins pins(&files_);
+  std::optional<core::StagedFile::PreparedCommit> prepared;
+  core::Manifest next;
+  if (file.staged->dirty()) {
+    DFS_ASSIGN_OR_RETURN(prepared, file.staged->PrepareCommit([&](core::Reader& region) {
+      return files_.StoreData(region, &pins);
+    }));
+    next = prepared->manifest;
+  } else {
+    next = file.staged->base();
+  }
   // The staged bytes are dropped only once the tree holds the new content:
   // a failure here leaves the file dirty, and the next flush tries again.
-  Status s = files_.CommitContent(file.inode, prepared.manifest, mtime, &pins);
+  Status s = files_.CommitContent(file.inode, next, mtime, &pins);
   if (!s.ok()) {
     spdlog::error("commit of {}: {}", file.inode.ShortHex(), s.ToString());
     return s;
   }
-  DFS_RETURN_IF_ERROR(file.staged->FinishCommit(prepared));
-  file.content = std::move(prepared.manifest);
+  if (prepared) DFS_RETURN_IF_ERROR(file.staged->FinishCommit(*prepared));
+  file.base_uncommitted = false;
+  file.content_dirty = false;
+  file.base_pins.reset();
+  file.content = std::move(next);
   file.mtime_ns = 0;
   if (file.pins) {
-    auto next = std::make_unique<core::FileServer::ChunkPins>(&files_);
-    files_.PinContent(file.content, next.get());
-    file.pins = std::move(next);
+    auto pinned = std::make_unique<core::FileServer::ChunkPins>(&files_);
+    files_.PinContent(file.content, pinned.get());
+    file.pins = std::move(pinned);
   }
   return Status::Ok();
 }
@@ -856,6 +943,10 @@ void TreeMount::OnRemoteOp(const core::Op& op) {
     };
     for (const core::TreeStep& s : tree->steps) {
       std::uint64_t ino = ino_of(s.inode);
+      if (s.kind == core::TreeStep::Kind::kContent && ino != 0) {
+        auto open = open_.find(ino);
+        if (open != open_.end()) open->second->stale = true;  // atomic: no file lock here
+      }
       if (ino != 0) {
         todo.push_back(Inval{ino, 0, ""});
         if (s.kind == core::TreeStep::Kind::kMove) {

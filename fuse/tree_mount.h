@@ -14,10 +14,14 @@
 // only the touched regions are re-chunked, sealed and replicated (fsync
 // returns once the store's write quorum holds them), then the new manifest
 // commits as one tree op. A failed upload keeps the data staged and
-// surfaces as the error of that flush / fsync / close. Reads of a file open
-// for reading only see the content as of open (close-to-open, like NFS);
-// the kernel's page cache is kept across opens while the content is
-// unchanged.
+// surfaces as the error of that flush / fsync / close. A file written in
+// order from offset 0 (cp) skips the staging file: its bytes go straight to
+// an UploadStream. Each open sees the tree's current content (close-to-open,
+// like NFS), unless this mount has uncommitted changes of its own; when a
+// peer's op changes the content of a file open here, the next read reloads
+// it (the kernel keeps one size per inode, so handles read one whole
+// version, never a mix). The page cache is kept across opens while the
+// content is unchanged.
 //
 // Ops from peers invalidate what the kernel caches of the names and inodes
 // they touch (fuse_lowlevel_notify_inval_entry / _inode), on a thread of
@@ -27,6 +31,7 @@
 // locked; each OpenFile has its own lock.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -41,6 +46,7 @@
 #include "core/file_server.h"
 #include "core/op_log.h"
 #include "core/staged_file.h"
+#include "core/upload_stream.h"
 #include "core/status.h"
 
 struct fuse_session;
@@ -84,6 +90,13 @@ class TreeMount {
     core::Manifest content;  // as of the first open, or the last commit
     std::unique_ptr<core::FileServer::ChunkPins> pins;  // content's chunks, while open
     std::unique_ptr<core::StagedFile> staged;  // on the first write or truncate
+    // A file written in order from 0 uploads as it is written (cp); the
+    // first other access turns what was uploaded into the staged file's base.
+    std::unique_ptr<core::UploadStream> stream;
+    std::unique_ptr<core::FileServer::ChunkPins> base_pins;  // of a base not yet committed
+    bool base_uncommitted = false;  // staged->base() is not the tree's content yet
+    bool content_dirty = false;     // `content` (emptied by O_TRUNC) is not the tree's yet
+    std::atomic<bool> stale{false};  // a peer's op changed the content since it was loaded
     std::int64_t mtime_ns = 0;  // of the last write
     bool append_seen = false;
   };
@@ -106,6 +119,14 @@ class TreeMount {
   std::shared_ptr<OpenFile> FindOpen(std::uint64_t ino);
   // Makes `file` staged (its lock held).
   core::Status Stage(OpenFile& file);
+  // Reloads the content of a file without changes of this mount's own (its lock held).
+  core::Status Refresh(OpenFile& file);
+  // Ends an upload in progress; what it uploaded becomes the staged base.
+  core::Status Unstream(OpenFile& file);
+  // Writes at `offset` (its lock held): to the upload when the file is
+  // written in order from 0, else staged.
+  core::Status Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data);
+  std::uint64_t Size(OpenFile& file);
   // Commits what `file` has staged (its lock held).
   core::Status Commit(OpenFile& file);
   // Whether the content of `inode` changed since this mount last opened it.
