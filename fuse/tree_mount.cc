@@ -365,11 +365,14 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
     }
     f->mtime_ns = NowNs();
   }
+  core::Manifest content;
   {
     std::lock_guard lock(f->mu);
-    // Close-to-open: keep the kernel's pages only while the content is unchanged.
-    fi->keep_cache = m->ContentChanged(ino, f->content) ? 0 : 1;
+    content = f->content;
   }
+  // Close-to-open: keep the kernel's pages only while the content is
+  // unchanged. (Outside the file's lock: the table lock comes first.)
+  fi->keep_cache = m->ContentChanged(ino, content) ? 0 : 1;
   return h.release();
 }
 
@@ -931,56 +934,62 @@ bool TreeMount::ContentChanged(std::uint64_t ino, const core::Manifest& content)
 }
 
 void TreeMount::OnRemoteOp(const core::Op& op) {
+  // Called with the FileServer's op lock held: only queue it here (taking
+  // the table lock could close a cycle with a commit in progress).
   if (op.kind != core::Op::Kind::kTree) return;
-  core::Result<core::TreeOp> tree = core::TreeOp::Decode(op.value);
-  if (!tree.ok()) return;
-  std::vector<Inval> todo;
-  {
-    std::lock_guard lock(mu_);
-    auto ino_of = [&](const FileId& id) -> std::uint64_t {
-      auto it = by_inode_.find(id);
-      return it == by_inode_.end() ? 0 : it->second;
-    };
-    for (const core::TreeStep& s : tree->steps) {
-      std::uint64_t ino = ino_of(s.inode);
-      if (s.kind == core::TreeStep::Kind::kContent && ino != 0) {
-        auto open = open_.find(ino);
-        if (open != open_.end()) open->second->stale = true;  // atomic: no file lock here
-      }
-      if (ino != 0) {
-        todo.push_back(Inval{ino, 0, ""});
-        if (s.kind == core::TreeStep::Kind::kMove) {
-          const Node& n = nodes_[ino];
-          if (n.parent != 0) todo.push_back(Inval{n.parent, n.parent, n.name});
-        }
-      }
-      if (s.kind == core::TreeStep::Kind::kMove) {
-        if (std::uint64_t p = ino_of(s.parent); p != 0) todo.push_back(Inval{p, p, s.name});
-      }
-    }
-  }
   {
     std::lock_guard lock(notify_mu_);
-    for (Inval& i : todo) notify_queue_.push_back(std::move(i));
+    notify_ops_.push_back(op);
   }
   notify_cv_.notify_one();
 }
 
+std::vector<TreeMount::Inval> TreeMount::Invalidations(const core::Op& op) {
+  std::vector<Inval> todo;
+  core::Result<core::TreeOp> tree = core::TreeOp::Decode(op.value);
+  if (!tree.ok()) return todo;
+  std::lock_guard lock(mu_);
+  auto ino_of = [&](const FileId& id) -> std::uint64_t {
+    auto it = by_inode_.find(id);
+    return it == by_inode_.end() ? 0 : it->second;
+  };
+  for (const core::TreeStep& s : tree->steps) {
+    std::uint64_t ino = ino_of(s.inode);
+    if (s.kind == core::TreeStep::Kind::kContent && ino != 0) {
+      auto open = open_.find(ino);
+      if (open != open_.end()) open->second->stale = true;  // atomic: no file lock here
+    }
+    if (ino != 0) {
+      todo.push_back(Inval{ino, 0, ""});
+      if (s.kind == core::TreeStep::Kind::kMove) {
+        const Node& n = nodes_[ino];
+        if (n.parent != 0) todo.push_back(Inval{n.parent, n.parent, n.name});
+      }
+    }
+    if (s.kind == core::TreeStep::Kind::kMove) {
+      if (std::uint64_t p = ino_of(s.parent); p != 0) todo.push_back(Inval{p, p, s.name});
+    }
+  }
+  return todo;
+}
+
 void TreeMount::NotifyLoop() {
   for (;;) {
-    Inval i;
+    core::Op op;
     {
       std::unique_lock lock(notify_mu_);
-      notify_cv_.wait(lock, [&] { return notify_stop_ || !notify_queue_.empty(); });
+      notify_cv_.wait(lock, [&] { return notify_stop_ || !notify_ops_.empty(); });
       if (notify_stop_) return;
-      i = std::move(notify_queue_.front());
-      notify_queue_.pop_front();
+      op = std::move(notify_ops_.front());
+      notify_ops_.pop_front();
     }
-    // Errors (ENOENT: the kernel no longer has it) need no handling.
-    if (i.parent != 0) {
-      (void)fuse_lowlevel_notify_inval_entry(session_, i.parent, i.name.c_str(), i.name.size());
+    for (const Inval& i : Invalidations(op)) {
+      // Errors (ENOENT: the kernel no longer has it) need no handling.
+      if (i.parent != 0) {
+        (void)fuse_lowlevel_notify_inval_entry(session_, i.parent, i.name.c_str(), i.name.size());
+      }
+      if (i.ino != 0) (void)fuse_lowlevel_notify_inval_inode(session_, i.ino, 0, 0);
     }
-    if (i.ino != 0) (void)fuse_lowlevel_notify_inval_inode(session_, i.ino, 0, 0);
   }
 }
 

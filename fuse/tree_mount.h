@@ -28,7 +28,9 @@
 // their own.
 //
 // Threading: libfuse's worker threads call in concurrently; the tables are
-// locked; each OpenFile has its own lock.
+// locked; each OpenFile has its own lock. Lock order: the table lock (mu_)
+// before a file's lock, never the other way round; the FileServer's locks
+// after both.
 #pragma once
 
 #include <atomic>
@@ -139,6 +141,8 @@ class TreeMount {
   TreeMount(core::FileServer& files, MountOptions options)
       : files_(files), options_(std::move(options)) {}
   void NotifyLoop();
+  struct Inval;
+  std::vector<Inval> Invalidations(const core::Op& op);
 
   core::FileServer& files_;
   MountOptions options_;
@@ -166,7 +170,7 @@ class TreeMount {
   };
   std::mutex notify_mu_;
   std::condition_variable notify_cv_;
-  std::deque<Inval> notify_queue_;
+  std::deque<core::Op> notify_ops_;  // from peers, waiting to be turned into Invals
   bool notify_stop_ = false;
   std::thread notify_thread_;
 };
