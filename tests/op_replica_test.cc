@@ -120,7 +120,7 @@ TEST_F(VolumeOpLogTest, AnotherNodeReplaysWritesAndConverges) {
   ASSERT_TRUE(Put(*b, "z", "three").ok());
   ASSERT_EQ(published.size(), 3u);
   EXPECT_EQ(published[2].seq, 3u);
-  EXPECT_EQ(published[2].kind, Op::Kind::kDelete);
+  EXPECT_EQ(published[2].kind, Op::Kind::kTree);  // every write is a tree op
 
   // A pushed op after a gap is refused as a gap; pulling fills it.
   EXPECT_EQ(*lb.Accept(la.SealLocal(published[1])), AcceptResult::kGap);
