@@ -48,22 +48,8 @@ double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Whether `dir` is a mount point (by /proc/mounts; never touches `dir`
-// itself, which may be a dead FUSE mount answering ENOTCONN).
-bool Mounted(const fs::path& dir) {
-  std::string want = " " + (fs::canonical(dir.parent_path()) / dir.filename()).string() + " ";
-  std::ifstream mounts("/proc/mounts");
-  std::string line;
-  while (std::getline(mounts, line)) {
-    if (line.find(want) != std::string::npos) return true;
-  }
-  return false;
-}
+using testing::Mounted;
+using testing::Slurp;
 
 // Whole-file I/O by syscalls, reporting errno instead of throwing: the
 // files live on mounts that other nodes change under us.

@@ -10,7 +10,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -20,25 +19,12 @@
 namespace dfs {
 namespace {
 
+using testing::Mounted;
+using testing::Slurp;
 using testing::WaitFor;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-bool Mounted(const fs::path& dir) {
-  std::ifstream mounts("/proc/mounts");
-  std::string line;
-  std::string want = " " + fs::weakly_canonical(dir).string() + " ";
-  while (std::getline(mounts, line)) {
-    if (line.find(want) != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 class MountTest : public ::testing::Test {
  protected:

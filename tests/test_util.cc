@@ -174,4 +174,21 @@ bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds limit,
 
 std::string BinPath(const std::string& name) { return std::string(DFS_BIN_DIR) + "/" + name; }
 
+bool Mounted(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::path parent = std::filesystem::canonical(dir.parent_path(), ec);
+  std::string want = " " + ((ec ? dir.parent_path() : parent) / dir.filename()).string() + " ";
+  std::ifstream mounts("/proc/mounts");
+  std::string line;
+  while (std::getline(mounts, line)) {
+    if (line.find(want) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string Slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 }  // namespace dfs::testing

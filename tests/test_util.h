@@ -83,4 +83,11 @@ bool WaitFor(const std::function<bool()>& pred,
 // Path of a program built into build/bin.
 std::string BinPath(const std::string& name);
 
+// Whether `dir` is a mount point, by /proc/mounts (never touching `dir`
+// itself, which may be a dead FUSE mount answering ENOTCONN).
+bool Mounted(const std::filesystem::path& dir);
+
+// The whole content of a file, "" when it cannot be read (logs).
+std::string Slurp(const std::filesystem::path& path);
+
 }  // namespace dfs::testing
