@@ -15,11 +15,8 @@
 namespace dfs::core {
 namespace {
 
-std::int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+// Wall-clock time for file times: the clock the op log's HLC reads.
+std::int64_t NowNs() { return static_cast<std::int64_t>(core::HybridClock::SystemNs()); }
 
 TreeStep MoveStep(const FileId& entry, const FileId& parent, std::string_view name,
                   const Attr& what) {

@@ -1,6 +1,8 @@
 #define FUSE_USE_VERSION 312
 #include "fuse/tree_mount.h"
 
+#include "core/hlc.h"
+
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -48,11 +50,8 @@ constexpr double kTimeout = 1.0;  // attribute and entry cache, seconds
 
 TreeMount* Self(fuse_req_t req) { return static_cast<TreeMount*>(fuse_req_userdata(req)); }
 
-std::int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+// Wall-clock time for file times: the clock the op log's HLC reads.
+std::int64_t NowNs() { return static_cast<std::int64_t>(core::HybridClock::SystemNs()); }
 
 timespec Ts(std::int64_t ns) {
   timespec t{};
