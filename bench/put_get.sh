@@ -34,14 +34,17 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 : > "$work/cp" ; : > "$work/put" ; : > "$work/get" ; : > "$work/getnull"
 for i in $(seq "$RUNS"); do
-  rm -rf "$work/data" "$work/copy" "$work/out.bin"; sync
+  # Each run puts into a store of its own; the old one is removed only at
+  # exit, so that no run pays for ext4 skipping inodes freed seconds ago.
+  data="$work/data$i"
+  rm -f "$work/copy" "$work/out.bin"; sync
   measure sh -c "cp '$work/in.bin' '$work/copy' && sync '$work/copy'" | awk '{print $1}' >> "$work/cp"
   rm -f "$work/copy"; sync
-  measure "$DFS" --data "$work/data" --key "$work/key" put big "$work/in.bin" >> "$work/put"
+  measure "$DFS" --data "$data" --key "$work/key" put big "$work/in.bin" >> "$work/put"
   sync
-  measure "$DFS" --data "$work/data" --key "$work/key" get big "$work/out.bin" >> "$work/get"
+  measure "$DFS" --data "$data" --key "$work/key" get big "$work/out.bin" >> "$work/get"
   cmp -s "$work/in.bin" "$work/out.bin" || { echo "bytes differ!" >&2; exit 1; }
-  /usr/bin/time -f "%e %M" -o "$work/time" "$DFS" --data "$work/data" --key "$work/key" get big > /dev/null
+  /usr/bin/time -f "%e %M" -o "$work/time" "$DFS" --data "$data" --key "$work/key" get big > /dev/null
   cat "$work/time" >> "$work/getnull"
   sleep 2  # let writeback settle between runs
 done

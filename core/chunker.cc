@@ -33,21 +33,61 @@ Chunker::Chunker(std::uint64_t seed, ChunkerParams params) : params_(params) {
   for (std::uint64_t& g : gear_) g = SplitMix64(&state);
 }
 
+// Finds the first i in [i, end) where the gear hash h, advanced over p[i],
+// has no bit of `mask` set; returns i + 1, or 0 when there is none (*h then
+// covers p[..end)). Four bytes per step: with t_k the gear values of the
+// step's bytes folded as h is, h after byte k is (h << (k + 1)) + t_k, so
+// the loop-carried chain is one shift and one add per four bytes and the
+// four tests are independent. Cut points are exactly those of the plain
+// byte-at-a-time loop (tests/chunker_test.cc checks against it).
+std::size_t Chunker::Scan(const std::uint8_t* p, std::size_t i, std::size_t end,
+                          std::uint64_t mask, std::uint64_t* hp) const {
+  std::uint64_t h = *hp;
+  for (; i + 4 <= end; i += 4) {
+    const std::uint64_t t0 = gear_[p[i]];
+    const std::uint64_t t1 = (t0 << 1) + gear_[p[i + 1]];
+    const std::uint64_t t2 = (t1 << 1) + gear_[p[i + 2]];
+    const std::uint64_t t3 = (t2 << 1) + gear_[p[i + 3]];
+    const std::uint64_t h0 = (h << 1) + t0;
+    const std::uint64_t h1 = (h << 2) + t1;
+    const std::uint64_t h2 = (h << 3) + t2;
+    const std::uint64_t h3 = (h << 4) + t3;
+    if (__builtin_expect(!((h0 & mask) && (h1 & mask) && (h2 & mask) && (h3 & mask)), 0)) {
+      if ((h0 & mask) == 0) return i + 1;
+      if ((h1 & mask) == 0) return i + 2;
+      if ((h2 & mask) == 0) return i + 3;
+      return i + 4;
+    }
+    h = h3;
+  }
+  for (; i < end; ++i) {
+    h = (h << 1) + gear_[p[i]];
+    if ((h & mask) == 0) return i + 1;
+  }
+  *hp = h;
+  return 0;
+}
+
 std::size_t Chunker::NextChunkSize(ByteSpan data) const {
   const std::size_t n = data.size();
   if (n <= params_.min_size) return n;
   const std::size_t end = std::min(n, params_.max_size);
   const std::size_t normal = std::min(end, params_.avg_size);
-  const std::uint8_t* p = data.data();
   std::uint64_t h = 0;
-  std::size_t i = params_.min_size;
-  for (; i < normal; ++i) {
-    h = (h << 1) + gear_[p[i]];
-    if ((h & mask_small_) == 0) return i + 1;
-  }
-  for (; i < end; ++i) {
-    h = (h << 1) + gear_[p[i]];
-    if ((h & mask_large_) == 0) return i + 1;
+  if (std::size_t cut = Scan(data.data(), params_.min_size, normal, mask_small_, &h)) return cut;
+  if (std::size_t cut = Scan(data.data(), normal, end, mask_large_, &h)) return cut;
+  return end;
+}
+
+std::size_t Chunker::ReferenceChunkSize(ByteSpan data) const {
+  const std::size_t n = data.size();
+  if (n <= params_.min_size) return n;
+  const std::size_t end = std::min(n, params_.max_size);
+  const std::size_t normal = std::min(end, params_.avg_size);
+  std::uint64_t h = 0;
+  for (std::size_t i = params_.min_size; i < end; ++i) {
+    h = (h << 1) + gear_[data[i]];
+    if ((h & (i < normal ? mask_small_ : mask_large_)) == 0) return i + 1;
   }
   return end;
 }

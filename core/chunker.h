@@ -34,10 +34,17 @@ class Chunker {
   // may be shorter than min_size). Returns 0 only for empty `data`.
   std::size_t NextChunkSize(ByteSpan data) const;
 
+  // The same cut, one byte at a time: the definition NextChunkSize is
+  // tested against (it is several times slower).
+  std::size_t ReferenceChunkSize(ByteSpan data) const;
+
   const ChunkerParams& params() const { return params_; }
 
  private:
   ChunkerParams params_;
+  std::size_t Scan(const std::uint8_t* p, std::size_t i, std::size_t end, std::uint64_t mask,
+                   std::uint64_t* hp) const;
+
   std::uint64_t mask_small_;  // harder to match: used below the average
   std::uint64_t mask_large_;  // easier to match: used above the average
   std::array<std::uint64_t, 256> gear_;

@@ -57,7 +57,9 @@ constexpr char kKeyCheck[] = "key_check";
 
 std::size_t WorkerCount(const FileServerOptions& o) {
   if (o.workers > 0) return o.workers;
-  return std::max<std::size_t>(2, std::thread::hardware_concurrency());
+  // One more than the cores: a worker waiting on a chunk file's direct
+  // write to the device leaves its core to the others.
+  return std::max<std::size_t>(3, std::thread::hardware_concurrency() + 1);
 }
 
 // One unit of pipelined work: completion is signalled through done/cv.

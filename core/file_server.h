@@ -49,7 +49,7 @@ struct FileServerOptions {
   std::optional<NodeId> node_id;
   ChunkerParams chunker;
   std::size_t pipeline_depth = 4;  // chunks in flight per Store / Get
-  std::size_t workers = 0;         // 0: one per core, at least 2
+  std::size_t workers = 0;         // 0: one per core plus one, at least 3
   // How long Open waits for another process to release the data directory.
   std::chrono::milliseconds lock_timeout{30000};
   // After an unclean shutdown, remove chunks no file references. A node in a

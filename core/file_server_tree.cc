@@ -459,7 +459,7 @@ Result<std::string> FileServer::ReadLink(const FileId& inode) {
 }
 
 Result<Bytes> FileServer::GetXattr(const FileId& inode, std::string_view name) {
-  if (name.size() > kXattrNameMax) return Status::NameTooLong("xattr name too long");
+  DFS_RETURN_IF_ERROR(ValidateXattrName(name));
   DFS_ASSIGN_OR_RETURN(std::optional<Bytes> v, index_->WithDb([&](sqlite3* db) {
     return treedb::GetXattr(db, inode, name);
   }));
@@ -473,8 +473,7 @@ Result<Bytes> FileServer::GetXattr(const FileId& inode, std::string_view name) {
 
 Status FileServer::SetXattrStep(const FileId& inode, std::string_view name, ByteSpan value,
                                 int flags, bool present) {
-  if (name.empty()) return Status::InvalidArgument("empty xattr name");
-  if (name.size() > kXattrNameMax) return Status::NameTooLong("xattr name too long");
+  DFS_RETURN_IF_ERROR(ValidateXattrName(name));
   if (value.size() > kXattrValueMax) return Status::NoSpace("xattr value too large");
   std::lock_guard lock(op_mu_);
   DFS_ASSIGN_OR_RETURN(Attr a, GetAttr(inode));

@@ -92,7 +92,10 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
   return index;
 }
 
-Index::~Index() { sqlite3_close(db_); }
+Index::~Index() {
+  StmtCache::Drop(db_);
+  sqlite3_close(db_);
+}
 
 Status Index::Exec(const char* sql) { return ExecSql(db_, sql, "index database"); }
 

@@ -83,6 +83,16 @@ bool ValidType(std::uint8_t t) { return t >= 1 && t <= 7; }
 
 }  // namespace
 
+Status ValidateXattrName(std::string_view name) {
+  if (name.empty()) return Status::InvalidArgument("empty xattr name");
+  if (name.size() > kXattrNameMax) return Status::NameTooLong("xattr name too long");
+  if (name.starts_with("system.") ||
+      (name.starts_with("security.") && name != "security.capability")) {
+    return Status::Unsupported(fmt::format("xattr '{}' is not kept by dfs", name));
+  }
+  return Status::Ok();
+}
+
 Status ValidateName(std::string_view name) {
   if (name.size() > kNameMax) {
     return Status::NameTooLong(fmt::format("name of {} bytes (at most {})", name.size(), kNameMax));

@@ -123,4 +123,14 @@ inline constexpr std::size_t kXattrValueMax = 64 * 1024;
 // "..". Errors: kNameTooLong, kInvalidArgument.
 Status ValidateName(std::string_view name);
 
+// An xattr name dfs keeps: 1..255 bytes. Names the kernel or a security
+// module would interpret are refused with kUnsupported (EOPNOTSUPP):
+// "system.*" (POSIX ACLs, which the mount would not enforce; access is
+// the mode bits, checked by the kernel) and "security.*" labels of modules
+// dfs does not run, except "security.capability" (file capabilities, which
+// the kernel reads through getxattr). Refusing them quickly also tells
+// `ls -l` and friends to stop asking for every file. Errors: kNameTooLong,
+// kInvalidArgument, kUnsupported.
+Status ValidateXattrName(std::string_view name);
+
 }  // namespace dfs::core

@@ -25,7 +25,10 @@ Result<std::unique_ptr<OpStore>> OpStore::Open(const std::filesystem::path& path
   return store;
 }
 
-OpStore::~OpStore() { sqlite3_close(db_); }
+OpStore::~OpStore() {
+  StmtCache::Drop(db_);
+  sqlite3_close(db_);
+}
 
 Result<VersionVector> OpStore::Vector() {
   std::lock_guard lock(mu_);

@@ -33,13 +33,34 @@ inline Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
   }
 }
 
-// A prepared statement, finalized on destruction.
+// Prepared statements kept per connection and SQL text for reuse: a
+// statement is taken out while in use (so never shared) and given back
+// reset. Preparing cost more than running the short queries of the file
+// tree. Drop() finalizes a connection's statements; call it before
+// sqlite3_close.
+class StmtCache {
+ public:
+  static sqlite3_stmt* Take(sqlite3* db, const char* sql);
+  static void Give(sqlite3* db, const char* sql, sqlite3_stmt* stmt);
+  static void Drop(sqlite3* db);
+};
+
+// A prepared statement from the cache, given back reset on destruction.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  Stmt(sqlite3* db, const char* sql) : db_(db), sql_(sql) {
+    stmt_ = StmtCache::Take(db, sql);
+    rc_ = stmt_ != nullptr ? SQLITE_OK : sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  ~Stmt() {
+    if (stmt_ == nullptr) return;
+    if (rc_ != SQLITE_OK) {
+      sqlite3_finalize(stmt_);
+      return;
+    }
+    Reset();
+    StmtCache::Give(db_, sql_, stmt_);
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -76,6 +97,7 @@ class Stmt {
 
  private:
   sqlite3* db_;
+  const char* sql_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };

@@ -88,6 +88,35 @@ TEST(ChunkerTest, SizesAreBoundedAndSumToTheInput) {
   EXPECT_LT(mean, 1.35 * (1 << 20)) << sizes.size() << " chunks";
 }
 
+// The unrolled scan cuts exactly where the byte-at-a-time definition does,
+// for every alignment of the window ends and for small and real parameters.
+TEST(ChunkerTest, CutsMatchTheByteAtATimeDefinition) {
+  const Bytes data = testing::RandomBytes(8 << 20, 7);
+  for (ChunkerParams params : {ChunkerParams{}, ChunkerParams{64, 256, 1021},
+                               ChunkerParams{65, 128, 130}, ChunkerParams{1000, 4096, 8191}}) {
+    for (std::uint64_t seed : {1u, 2u, 99u}) {
+      Chunker c(seed, params);
+      ByteSpan rest(data);
+      std::size_t chunks = 0;
+      while (!rest.empty()) {
+        const std::size_t n = c.NextChunkSize(rest);
+        ASSERT_EQ(n, c.ReferenceChunkSize(rest)) << "chunk " << chunks << " seed " << seed;
+        // Every prefix length too: the scan's tail (fewer than 4 bytes) and
+        // windows that end inside a step.
+        if (chunks < 4) {
+          for (std::size_t cut = 1; cut <= 9; ++cut) {
+            ByteSpan part = rest.first(std::min(rest.size(), n + 1 - std::min(n, cut)));
+            ASSERT_EQ(c.NextChunkSize(part), c.ReferenceChunkSize(part));
+          }
+        }
+        rest = rest.subspan(n);
+        ++chunks;
+      }
+      EXPECT_GT(chunks, 1u);
+    }
+  }
+}
+
 TEST(ChunkerTest, DeterministicPerSeed) {
   ByteSpan data(Data64M().data(), 16 << 20);
   EXPECT_EQ(Boundaries(Chunker(5), data), Boundaries(Chunker(5), data));

@@ -740,6 +740,35 @@ TEST_F(PosixMountTest, ExtendedAttributesFollowSetxattrSemantics) {
   EXPECT_EQ(::getxattr(P("g").c_str(), "user.two", nullptr, 0), 4000);
 }
 
+// POSIX ACLs and security-module labels would be stored but not enforced:
+// they are refused as unsupported, which also makes `ls -l` stop asking for
+// them after the first file. File capabilities are kept (the kernel reads
+// them through getxattr).
+TEST_F(PosixMountTest, AclsAndLabelsAreUnsupportedCapabilitiesAreKept) {
+  const std::string f = P("f");
+  ASSERT_NO_FATAL_FAILURE(Put(f, "x"));
+  char buf[64];
+  // A well-formed access ACL (user::rw- group::r-- other::r--), v2 format.
+  const std::uint8_t acl[] = {2, 0, 0, 0,                          // version
+                              0x01, 0, 06, 0, 0xff, 0xff, 0xff, 0xff,  // USER_OBJ rw
+                              0x04, 0, 04, 0, 0xff, 0xff, 0xff, 0xff,  // GROUP_OBJ r
+                              0x20, 0, 04, 0, 0xff, 0xff, 0xff, 0xff};  // OTHER r
+  for (const char* name : {"system.posix_acl_access", "security.selinux", "security.SMACK64"}) {
+    EXPECT_EQ(Err(::getxattr(f.c_str(), name, buf, sizeof(buf))), EOPNOTSUPP) << name;
+    EXPECT_EQ(Err(::setxattr(f.c_str(), name, acl, sizeof(acl), 0)), EOPNOTSUPP) << name;
+  }
+  EXPECT_EQ(Err(::removexattr(f.c_str(), "security.selinux")), EOPNOTSUPP);
+  EXPECT_EQ(Err(::getxattr(f.c_str(), "security.capability", buf, sizeof(buf))), ENODATA);
+  // vfs_cap_data revision 2: magic, then permitted/inheritable words.
+  const std::uint8_t cap[20] = {0, 0, 0, 2, 0x00, 0x04, 0, 0};  // cap_net_bind_service
+  ASSERT_EQ(::setxattr(f.c_str(), "security.capability", cap, sizeof(cap), 0), 0)
+      << std::strerror(errno);
+  EXPECT_EQ(::getxattr(f.c_str(), "security.capability", buf, sizeof(buf)), 20);
+  ssize_t n = ::listxattr(f.c_str(), buf, sizeof(buf));
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)), std::string("security.capability\0", 20));
+}
+
 TEST_F(PosixMountTest, NamesOf255BytesWorkAnd256AreTooLong) {
   std::string n255(255, 'n'), n256(256, 'n');
   int fd = ::open(P(n255).c_str(), O_CREAT | O_WRONLY, 0644);
