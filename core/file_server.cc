@@ -153,20 +153,86 @@ FileServer::FileServer(std::unique_ptr<ChunkStore> store, std::unique_ptr<Index>
 }
 
 FileServer::~FileServer() {
+  {
+    std::lock_guard lock(op_mu_);
+    stop_ = true;
+  }
+  flush_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  // The last flush publishes nothing: whoever listened may be gone already
+  // (peers pull these ops later; a node flushes while its network runs).
+  SetOpListener(nullptr);
   // Only a shutdown with nothing half-done is clean; callers have returned.
-  if (store_->Sync().ok()) {
+  if (Flush().ok() && store_->Sync().ok()) {
     (void)index_->SetMeta(kCleanShutdown, AsBytes("1"));
   }
 }
 
 Status FileServer::Init() {
   DFS_RETURN_IF_ERROR(CheckKey());
+  // What an earlier process committed is made durable before the chunks it
+  // freed go, and before its ops may leave this node.
+  DFS_RETURN_IF_ERROR(index_->SyncLog());
+  DFS_ASSIGN_OR_RETURN(VersionVector v, index_->Vector());
+  durable_seq_ = v.Get(node_id_);
   DFS_RETURN_IF_ERROR(FinishPendingFrees());
   DFS_ASSIGN_OR_RETURN(std::optional<Bytes> clean, index_->GetMeta(kCleanShutdown));
   if (clean.has_value() && AsString(*clean) == "0" && options_.sweep_orphans) {
     DFS_RETURN_IF_ERROR(SweepOrphans());
   }
-  return index_->SetMeta(kCleanShutdown, AsBytes("0"));
+  DFS_RETURN_IF_ERROR(index_->SetMeta(kCleanShutdown, AsBytes("0")));
+  DFS_RETURN_IF_ERROR(index_->SyncLog());
+  flusher_ = std::thread([this] { FlushLoop(); });
+  return Status::Ok();
+}
+
+Status FileServer::Flush() {
+  std::lock_guard flush(flush_mu_);
+  std::uint64_t target;
+  {
+    std::lock_guard lock(op_mu_);
+    target = commits_;
+  }
+  if (durable_commits_.load() >= target) return Status::Ok();
+  DFS_RETURN_IF_ERROR(index_->SyncLog());
+  std::vector<Op> publish;
+  std::vector<ChunkId> freed;
+  {
+    std::lock_guard lock(op_mu_);
+    while (!unpublished_.empty() && unpublished_.front().first <= target) {
+      publish.push_back(std::move(unpublished_.front().second));
+      unpublished_.pop_front();
+    }
+    while (!deferred_.empty() && deferred_.front().first <= target) {
+      freed.insert(freed.end(), deferred_.front().second.begin(), deferred_.front().second.end());
+      deferred_.pop_front();
+    }
+  }
+  durable_commits_ = target;
+  if (!publish.empty()) durable_seq_ = publish.back().seq;
+  for (const Op& op : publish) {
+    if (listener_) listener_(op, /*local=*/true);
+  }
+  return FreeChunks(freed);
+}
+
+void FileServer::FlushLoop() {
+  std::unique_lock lock(op_mu_);
+  for (;;) {
+    flusher_idle_ = true;
+    flush_cv_.wait(lock, [&] { return stop_ || commits_ > durable_commits_.load(); });
+    flusher_idle_ = false;
+    if (stop_) return;
+    // Gather what commits in the next moment into the same sync (commits
+    // meanwhile do not wake us: see NotifyFlusherLocked).
+    flush_cv_.wait_for(lock, options_.flush_delay, [&] { return stop_; });
+    lock.unlock();
+    Status s = Flush();
+    lock.lock();
+    // A failing disk: the next commit or the next second tries again; the
+    // ops stay committed locally and unpublished meanwhile.
+    if (!s.ok()) flush_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_; });
+  }
 }
 
 Status FileServer::CheckKey() {
@@ -307,21 +373,13 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
   std::vector<ChunkId> written;
   Status failed = StoreChunks(reader, fmt::format("store '{}'", key), progress, &manifest,
                               &pinned, &written);
-  std::vector<ChunkId> freed;
-  if (failed.ok()) {
-    Result<std::vector<ChunkId>> r = CommitPath(key, manifest);
-    if (r.ok()) {
-      freed = std::move(r).value();
-    } else {
-      failed = r.status();
-    }
-  }
+  if (failed.ok()) failed = CommitPath(key, manifest);
   Unpin(pinned);
   if (!failed.ok()) {
     (void)RemoveIfUnused(written);  // best effort; the next unclean open sweeps the rest
     return failed.WithContext(fmt::format("store '{}'", key));
   }
-  return FreeChunks(freed);
+  return Flush();  // durable and on its way to peers when we return
 }
 
 Status FileServer::FreeChunks(const std::vector<ChunkId>& freed) {
@@ -351,8 +409,7 @@ Result<Manifest> FileServer::StoreData(Reader& reader, ChunkPins* pins) {
   return manifest;
 }
 
-Result<std::vector<ChunkId>> FileServer::CommitOpLocked(Op::Kind kind, std::string key,
-                                                        Bytes value) {
+Status FileServer::CommitOpLocked(Op::Kind kind, std::string key, Bytes value) {
   if (next_seq_ == 0) {
     DFS_ASSIGN_OR_RETURN(VersionVector v, index_->Vector());
     next_seq_ = v.Get(node_id_) + 1;
@@ -370,8 +427,10 @@ Result<std::vector<ChunkId>> FileServer::CommitOpLocked(Op::Kind kind, std::stri
   }));
   if (!applied) return Status::Io("local op was already in the log (node id reused?)");
   ++next_seq_;
-  if (listener_) listener_(op, /*local=*/true);
-  return freed;
+  unpublished_.emplace_back(++commits_, std::move(op));
+  DeferFreeLocked(std::move(freed));
+  NotifyFlusherLocked();
+  return Status::Ok();
 }
 
 Result<bool> FileServer::ApplyRemoteOp(const Op& op) {
@@ -388,9 +447,19 @@ Result<bool> FileServer::ApplyRemoteOp(const Op& op) {
     // but not followed; Observe refuses it.
     (void)clock_.Observe(op.time);
     if (listener_) listener_(op, /*local=*/false);
+    ++commits_;
+    DeferFreeLocked(std::move(freed));
+    NotifyFlusherLocked();
   }
-  DFS_RETURN_IF_ERROR(FreeChunks(freed));
   return true;
+}
+
+void FileServer::NotifyFlusherLocked() {
+  if (flusher_idle_) flush_cv_.notify_one();  // a wake-up per commit costs two context switches
+}
+
+void FileServer::DeferFreeLocked(std::vector<ChunkId> freed) {
+  if (!freed.empty()) deferred_.emplace_back(commits_, std::move(freed));
 }
 
 Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* sealed, Bytes* out) {

@@ -19,7 +19,9 @@
 // Errors: see each method; every message names the key or chunk involved.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -28,6 +30,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "core/chunk_store.h"
@@ -52,6 +55,9 @@ struct FileServerOptions {
   std::size_t workers = 0;         // 0: one per core plus one, at least 3
   // How long Open waits for another process to release the data directory.
   std::chrono::milliseconds lock_timeout{30000};
+  // Group commit: how long the flusher gathers commits before one sync of
+  // the index log (Flush() does not wait for it).
+  std::chrono::milliseconds flush_delay{2};
   // After an unclean shutdown, remove chunks no file references. A node in a
   // network turns this off: chunks that peers pushed to it may arrive before
   // the op that references them.
@@ -122,12 +128,27 @@ class FileServer {
   // its origin is missing), kCorrupt (a manifest that does not decode), kIo.
   Result<bool> ApplyRemoteOp(const Op& op);
 
-  // Called after every op commits — local ones (`local` true, in sequence
-  // order, e.g. to broadcast them) and remote ones (e.g. to invalidate
-  // caches) — on the committing thread, with an internal lock held: it must
-  // not call back into the FileServer. Set it before the first write.
+  // Called for every op: remote ones (`local` false, e.g. to invalidate
+  // caches) as they commit, on the committing thread; local ones (`local`
+  // true, in sequence order, e.g. to broadcast them) once they are durable,
+  // on the flushing thread. An internal lock is held either way: it must not
+  // call back into the FileServer. Set it before the first write.
   using OpListener = std::function<void(const Op& op, bool local)>;
-  void SetOpListener(OpListener listener) { listener_ = std::move(listener); }
+  void SetOpListener(OpListener listener) {
+    std::scoped_lock lock(flush_mu_, op_mu_);
+    listener_ = std::move(listener);
+  }
+
+  // Group commit. The tree's changes commit without waiting for the disk; a
+  // flusher thread then syncs the index log for all of them at once, and
+  // only then are our ops handed to the listener (to peers) and the chunks
+  // they freed removed, so a power loss can neither reuse a sequence number
+  // a peer has seen nor lose chunks a surviving state still needs. Flush()
+  // makes everything committed so far durable before it returns (fsync
+  // calls it); Store and Delete flush before they return.
+  Status Flush();
+  // Our highest op that is durable (and so may leave this node).
+  std::uint64_t DurableSeq() const { return durable_seq_.load(); }
 
   // ---- The file tree (what the mount serves; core/namespace.h) ----
   // Every change below is one local tree op: checked and committed under
@@ -268,10 +289,13 @@ class FileServer {
                      std::vector<ChunkId>* written);
   // Removes freed chunks from the store and clears them from pending_free.
   Status FreeChunks(const std::vector<ChunkId>& freed);
-  // Commits the next op of this node's log; op_mu_ held.
-  Result<std::vector<ChunkId>> CommitOpLocked(Op::Kind kind, std::string key, Bytes value);
-  // Commits a tree op; op_mu_ held. Returns the chunks it freed.
-  Result<std::vector<ChunkId>> CommitTreeLocked(const TreeOp& op);
+  // Commits the next op of this node's log; op_mu_ held. The chunks it
+  // frees are removed once it is durable (Flush).
+  Status CommitOpLocked(Op::Kind kind, std::string key, Bytes value);
+  // Commits a tree op; op_mu_ held.
+  Status CommitTreeLocked(const TreeOp& op);
+  // Queues chunks freed by the op just committed for the next Flush; op_mu_ held.
+  void DeferFreeLocked(std::vector<ChunkId> freed);
   // A directory that exists and is reachable from the root.
   Result<Attr> LiveDir(const FileId& dir);
   Status RemoveName(const FileId& dir, std::string_view name, bool directory);
@@ -282,8 +306,8 @@ class FileServer {
   // The entry at path `key` (components from the root).
   Result<DirEntry> ResolvePath(std::string_view key);
   // Makes `key` a regular file with content `manifest`, creating missing
-  // parent directories, in one tree op. Returns the chunks it freed.
-  Result<std::vector<ChunkId>> CommitPath(std::string_view key, const Manifest& manifest);
+  // parent directories, in one tree op.
+  Status CommitPath(std::string_view key, const Manifest& manifest);
   Status ListDir(const FileId& dir, const std::string& path, std::string_view prefix,
                  const std::function<bool(const FileInfo&)>& fn, bool* stop);
 
@@ -300,6 +324,21 @@ class FileServer {
   std::mutex op_mu_;  // ops commit one at a time; local ones take sequence numbers in order
   OpListener listener_;
   std::uint64_t next_seq_ = 0;  // 0: not read from the index yet
+
+  // Group commit (Flush): op_mu_ guards commits_, unpublished_, deferred_
+  // and stop_; flush_mu_ orders flushes.
+  void FlushLoop();
+  std::mutex flush_mu_;
+  std::condition_variable flush_cv_;
+  std::uint64_t commits_ = 0;  // ops committed since open, local and remote
+  std::deque<std::pair<std::uint64_t, Op>> unpublished_;  // (commit number, our op)
+  std::deque<std::pair<std::uint64_t, std::vector<ChunkId>>> deferred_;  // chunks freed
+  std::atomic<std::uint64_t> durable_commits_{0};
+  std::atomic<std::uint64_t> durable_seq_{0};
+  bool stop_ = false;
+  bool flusher_idle_ = false;  // waiting for a commit (not gathering or syncing)
+  void NotifyFlusherLocked();
+  std::thread flusher_;
 
   std::mutex gc_mu_;  // guards pinned_ and serializes chunk removal with pinning
   std::unordered_map<ChunkId, int, ChunkIdHash> pinned_;

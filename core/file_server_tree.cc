@@ -86,7 +86,7 @@ Result<FileRecord> FileServer::LookupExisting(std::string_view key) {
   return FileRecord{std::string(key), e.attr.mtime_ns, std::move(m)};
 }
 
-Result<std::vector<ChunkId>> FileServer::CommitPath(std::string_view key, const Manifest& manifest) {
+Status FileServer::CommitPath(std::string_view key, const Manifest& manifest) {
   std::lock_guard lock(op_mu_);
   std::int64_t now = NowNs();
   TreeOp op;
@@ -166,7 +166,8 @@ Status FileServer::Delete(std::string_view key) {
   }
   Status s = Unlink(dir, slash == std::string_view::npos ? key : key.substr(slash + 1));
   if (s.code() == ErrorCode::kNotFound) return Status::NotFound(fmt::format("no such key: {}", key));
-  return s;
+  DFS_RETURN_IF_ERROR(s);
+  return Flush();  // durable, and its chunks gone, when we return
 }
 
 Result<bool> FileServer::Has(std::string_view key) {
@@ -284,7 +285,7 @@ Status FileServer::ReadDir(const FileId& dir, std::uint64_t offset,
   }
 }
 
-Result<std::vector<ChunkId>> FileServer::CommitTreeLocked(const TreeOp& op) {
+Status FileServer::CommitTreeLocked(const TreeOp& op) {
   return CommitOpLocked(Op::Kind::kTree, std::string(), op.Encode());
 }
 
@@ -316,8 +317,7 @@ Result<DirEntry> FileServer::MakeNode(const FileId& dir, std::string_view name,
     what.type = node.type;
     op.steps.push_back(MoveStep(inode, dir, name, what));
     op.steps.push_back(TouchDir(dir, now));
-    DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitTreeLocked(op));
-    (void)freed;  // a create frees nothing
+    DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
   }
   DFS_ASSIGN_OR_RETURN(Attr a, GetAttr(inode));
   return DirEntry{std::string(name), inode, a};
@@ -338,15 +338,13 @@ Result<DirEntry> FileServer::Link(const FileId& inode, const FileId& dir, std::s
     TreeOp op;
     op.steps.push_back(MoveStep(entry, dir, name, target));
     op.steps.push_back(TouchDir(dir, NowNs()));
-    DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitTreeLocked(op));
-    (void)freed;
+    DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
   }
   DFS_ASSIGN_OR_RETURN(Attr a, GetAttr(inode));
   return DirEntry{std::string(name), entry, a};
 }
 
 Status FileServer::RemoveName(const FileId& dir, std::string_view name, bool directory) {
-  std::vector<ChunkId> freed;
   {
     std::lock_guard lock(op_mu_);
     DFS_ASSIGN_OR_RETURN(DirEntry e, LookupName(dir, name));
@@ -362,9 +360,9 @@ Status FileServer::RemoveName(const FileId& dir, std::string_view name, bool dir
     TreeOp op;
     op.steps.push_back(MoveStep(e.entry, FileId::Trash(), e.name, e.attr));
     op.steps.push_back(TouchDir(dir, NowNs()));
-    DFS_ASSIGN_OR_RETURN(freed, CommitTreeLocked(op));
+    DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
   }
-  return FreeChunks(freed);
+  return Status::Ok();
 }
 
 Status FileServer::Unlink(const FileId& dir, std::string_view name) {
@@ -424,8 +422,7 @@ Status FileServer::Rename(const FileId& dir, std::string_view name, const FileId
   }
   op.steps.push_back(TouchDir(dir, now));
   if (new_dir != dir) op.steps.push_back(TouchDir(new_dir, now));
-  DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitTreeLocked(op));
-  (void)freed;  // content of replaced files stays until the trash is purged
+  DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
   return Status::Ok();
 }
 
@@ -441,8 +438,7 @@ Result<Attr> FileServer::SetAttr(const FileId& inode, const AttrChange& change) 
     s.inode = inode;
     s.attrs = change;
     op.steps.push_back(s);
-    DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitTreeLocked(op));
-    (void)freed;
+    DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
   }
   return GetAttr(inode);
 }
@@ -492,8 +488,7 @@ Status FileServer::SetXattrStep(const FileId& inode, std::string_view name, Byte
   s.value.assign(value.begin(), value.end());
   s.present = present;
   op.steps.push_back(std::move(s));
-  DFS_ASSIGN_OR_RETURN(std::vector<ChunkId> freed, CommitTreeLocked(op));
-  (void)freed;
+  DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
   return Status::Ok();
 }
 
@@ -523,7 +518,6 @@ Result<Manifest> FileServer::Content(const FileId& inode) {
 
 Status FileServer::CommitContent(const FileId& inode, const Manifest& manifest,
                                  std::int64_t mtime_ns, ChunkPins* pins) {
-  std::vector<ChunkId> freed;
   {
     std::lock_guard lock(op_mu_);
     DFS_ASSIGN_OR_RETURN(Attr a, GetAttr(inode));
@@ -536,10 +530,10 @@ Status FileServer::CommitContent(const FileId& inode, const Manifest& manifest,
     s.manifest = manifest;
     s.mtime_ns = mtime_ns;
     op.steps.push_back(std::move(s));
-    DFS_ASSIGN_OR_RETURN(freed, CommitTreeLocked(op));
+    DFS_RETURN_IF_ERROR(CommitTreeLocked(op));
     if (pins != nullptr) pins->committed_ = true;
   }
-  return FreeChunks(freed);
+  return Status::Ok();
 }
 
 }  // namespace dfs::core

@@ -1,5 +1,8 @@
 #include "core/index.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <sqlite3.h>
 
 #include <set>
@@ -7,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/key_names.h"
+#include "core/io.h"
 #include "core/sqlite_util.h"
 #include "core/tree_db.h"
 
@@ -69,6 +73,11 @@ Result<FileRecord> RecordFromRow(const Stmt& s, int key_col) {
 Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
   DFS_ASSIGN_OR_RETURN(sqlite3 * db, OpenSqlite(path, "index database"));
   std::unique_ptr<Index> index(new Index(db));
+  index->wal_path_ = path.string() + "-wal";
+  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA synchronous=NORMAL"));
+  // One process owns a data directory (its lock file): no file locks per
+  // statement, and the log's index lives in our memory.
+  DFS_RETURN_IF_ERROR(index->Exec("PRAGMA locking_mode=EXCLUSIVE"));
   DFS_RETURN_IF_ERROR(index->Exec(kSchema));
   DFS_RETURN_IF_ERROR(treedb::CreateSchema(db));
 
@@ -90,6 +99,25 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
     }
   }
   return index;
+}
+
+Status Index::SyncLog() {
+  // Any descriptor of the file syncs what every writer wrote to it. No log
+  // file: everything was checkpointed into the database, which SQLite syncs.
+  std::lock_guard lock(wal_mu_);
+  if (!wal_fd_.valid()) {
+    wal_fd_ = UniqueFd(::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!wal_fd_.valid()) {
+      if (errno == ENOENT) return Status::Ok();
+      return ErrnoStatus(errno, "open " + wal_path_.string());
+    }
+  }
+  if (::fdatasync(wal_fd_.get()) != 0) {
+    int err = errno;
+    wal_fd_ = UniqueFd();
+    return ErrnoStatus(err, "sync " + wal_path_.string());
+  }
+  return Status::Ok();
 }
 
 Index::~Index() {

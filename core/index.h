@@ -27,6 +27,7 @@
 
 #include "core/manifest.h"
 #include "core/op_log.h"
+#include "core/io.h"
 #include "core/status.h"
 
 struct sqlite3;
@@ -108,6 +109,12 @@ class Index {
     return fn(db_);
   }
 
+  // Commits are written to the log (WAL) but synced lazily (synchronous=
+  // NORMAL): a process crash loses nothing, a power loss may lose the last
+  // commits. SyncLog makes every commit so far durable (one fdatasync of
+  // the log); FileServer::Flush decides when (group commit).
+  Status SyncLog();
+
   // Highest op applied per origin: what to swap with a peer on connect.
   Result<VersionVector> Vector();
   // Up to `limit` ops of `origin` from `from_seq` on, in order: what a peer lacks.
@@ -127,6 +134,9 @@ class Index {
 
   std::mutex mu_;
   sqlite3* db_;
+  std::filesystem::path wal_path_;  // the log SyncLog syncs
+  std::mutex wal_mu_;
+  UniqueFd wal_fd_;  // kept open: the log is only ever truncated while we hold it
 };
 
 }  // namespace dfs::core

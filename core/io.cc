@@ -1,10 +1,12 @@
 #include "core/io.h"
 
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 namespace dfs::core {
 
@@ -61,6 +63,18 @@ Result<std::size_t> MemoryReader::Read(MutableByteSpan buf) {
   if (n > 0) std::memcpy(buf.data(), data_.data() + pos_, n);
   pos_ += n;
   return n;
+}
+
+void FillRandom(std::uint8_t* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t got = ::getrandom(p, n, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+    }
+    p += got;
+    n -= static_cast<std::size_t>(got);
+  }
 }
 
 }  // namespace dfs::core

@@ -101,4 +101,8 @@ class MemoryWriter final : public Writer {
   Bytes out_;
 };
 
+// Fills `p` with `n` bytes from the kernel's CSPRNG (getrandom(2): no file
+// to open per call, unlike reading /dev/urandom).
+void FillRandom(std::uint8_t* p, std::size_t n);
+
 }  // namespace dfs::core

@@ -69,6 +69,11 @@ class VersionVector {
     std::uint64_t& have = seen_[origin];
     if (seq > have) have = seq;
   }
+  // Claims at most `seq` from `origin` (what may be shown to peers).
+  void Cap(const NodeId& origin, std::uint64_t seq) {
+    auto it = seen_.find(origin);
+    if (it != seen_.end() && it->second > seq) it->second = seq;
+  }
   // For each origin where `other` is behind us: (origin, first seq it lacks).
   std::vector<std::pair<NodeId, std::uint64_t>> Missing(const VersionVector& other) const;
   const std::map<NodeId, std::uint64_t>& entries() const { return seen_; }

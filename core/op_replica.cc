@@ -5,7 +5,8 @@
 #include <cryptopp/aes.h>
 #include <cryptopp/gcm.h>
 #include <cryptopp/misc.h>
-#include <cryptopp/osrng.h>
+
+#include "core/io.h"
 #include <fmt/format.h>
 
 #include "core/encoding.h"
@@ -51,7 +52,7 @@ Bytes OpSealer::Seal(const NodeId& origin, std::uint64_t seq, ByteSpan plain) co
   std::uint8_t* nonce = out.data() + kHeaderSize;
   // A random nonce: an (origin, seq) pair can be reused with other content
   // by a node that lost its log, so nothing derived from it may be the nonce.
-  CryptoPP::OS_GenerateRandomBlock(/*blocking=*/false, nonce, kNonceSize);
+  FillRandom(nonce, kNonceSize);
   std::uint8_t aad[kAadSize];
   Aad(header, origin, seq, aad);
   CryptoPP::GCM<CryptoPP::AES>::Encryption gcm;
@@ -91,7 +92,13 @@ Result<Bytes> OpSealer::Unseal(const NodeId& origin, std::uint64_t seq, ByteSpan
 
 VolumeOpLog::VolumeOpLog(FileServer& files) : files_(files), sealer_(files.crypto()) {}
 
-Result<VersionVector> VolumeOpLog::Vector() { return files_.index().Vector(); }
+// Our own ops are shown to peers only once durable (FileServer::Flush): a
+// power loss could otherwise lose an op a peer holds and reuse its number.
+Result<VersionVector> VolumeOpLog::Vector() {
+  DFS_ASSIGN_OR_RETURN(VersionVector v, files_.index().Vector());
+  v.Cap(files_.node_id(), files_.DurableSeq());
+  return v;
+}
 
 Result<AcceptResult> VolumeOpLog::Accept(const SealedOp& sealed) {
   DFS_ASSIGN_OR_RETURN(Bytes plain, sealer_.Unseal(sealed.origin, sealed.seq, sealed.blob));
@@ -113,10 +120,12 @@ Result<std::vector<SealedOp>> VolumeOpLog::Since(const NodeId& origin, std::uint
                                                  std::size_t max_bytes) {
   std::vector<SealedOp> out;
   std::size_t bytes = 0;
-  while (bytes < max_bytes) {
+  const std::uint64_t last = origin == files_.node_id() ? files_.DurableSeq() : UINT64_MAX;
+  while (bytes < max_bytes && from_seq <= last) {
     DFS_ASSIGN_OR_RETURN(std::vector<Op> ops, files_.index().OpsSince(origin, from_seq, 64));
     if (ops.empty()) break;
     for (const Op& op : ops) {
+      if (op.seq > last) return out;
       if (bytes >= max_bytes && !out.empty()) break;
       out.push_back(SealLocal(op));
       bytes += out.back().blob.size();

@@ -2,14 +2,14 @@
 
 #include <algorithm>
 
-#include <cryptopp/osrng.h>
+#include "core/io.h"
 
 namespace dfs::core {
 
 FileId FileId::Random() {
   FileId id;
   do {
-    CryptoPP::OS_GenerateRandomBlock(/*blocking=*/false, id.bytes.data(), id.bytes.size());
+    FillRandom(id.bytes.data(), id.bytes.size());
   } while (id == Root() || id == Trash());
   return id;
 }

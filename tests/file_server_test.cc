@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -12,6 +13,7 @@
 
 #include "core/disk_chunk_store.h"
 #include "core/memory_chunk_store.h"
+#include "core/op_replica.h"
 #include "tests/test_util.h"
 
 namespace dfs::core {
@@ -355,6 +357,60 @@ TEST(FileServerOpsTest, LocalWritesBecomeOpsThatAnotherReplicaApplies) {
   EXPECT_EQ(va->Get(a->node_id()), 3u);
   EXPECT_EQ(va->Get(b->node_id()), 1u);
   EXPECT_TRUE(vb->Missing(*va).empty()) << "b has all it gave a";
+}
+
+// Group commit: tree changes commit at once but leave the node (listener,
+// the op log peers read) and free chunks only once Flush made them durable.
+TEST(FileServerOpsTest, OpsLeaveTheNodeAndChunksGoOnlyOnceDurable) {
+  testing::TempDir dir;
+  FileServerOptions o = SmallChunks();
+  o.flush_delay = std::chrono::hours(1);  // the flusher never gets there first
+  auto opened = FileServer::Open(dir.path(), TestKey(), o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  FileServer& fs = **opened;
+  std::mutex mu;
+  std::vector<std::uint64_t> published;
+  fs.SetOpListener([&](const Op& op, bool local) {
+    std::lock_guard lock(mu);
+    if (local) published.push_back(op.seq);
+  });
+  auto seen = [&] {
+    std::lock_guard lock(mu);
+    return published;
+  };
+  // Store and Delete are durable (and published) when they return.
+  Bytes data = testing::RandomBytes(400000, 3);
+  MemoryReader r(data);
+  ASSERT_TRUE(fs.Store("a", r).ok());
+  EXPECT_EQ(seen(), std::vector<std::uint64_t>{1});
+  EXPECT_EQ(fs.DurableSeq(), 1u);
+  const std::uint64_t chunks = fs.Usage()->chunks;
+  ASSERT_GT(chunks, 1u);
+
+  // Tree calls are not: visible here at once, to peers only after Flush.
+  NewNode sub;
+  sub.type = FileType::kDirectory;
+  ASSERT_TRUE(fs.MakeNode(FileId::Root(), "d", sub).ok());
+  ASSERT_TRUE(fs.Unlink(FileId::Root(), "a").ok());
+  EXPECT_TRUE(fs.LookupName(FileId::Root(), "d").ok());
+  EXPECT_FALSE(fs.LookupName(FileId::Root(), "a").ok());
+  EXPECT_EQ(fs.index().Vector()->Get(fs.node_id()), 3u);
+  EXPECT_EQ(seen(), std::vector<std::uint64_t>{1});
+  EXPECT_EQ(fs.DurableSeq(), 1u);
+  VolumeOpLog log(fs);
+  EXPECT_EQ(log.Vector()->Get(fs.node_id()), 1u) << "peers are shown only durable ops";
+  EXPECT_TRUE(log.Since(fs.node_id(), 2, 1 << 20)->empty());
+  EXPECT_EQ(fs.Usage()->chunks, chunks) << "chunks freed by an op that is not durable yet";
+
+  ASSERT_TRUE(fs.Flush().ok());
+  EXPECT_EQ(seen(), (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(fs.DurableSeq(), 3u);
+  EXPECT_EQ(log.Vector()->Get(fs.node_id()), 3u);
+  auto since = log.Since(fs.node_id(), 2, 1 << 20);
+  ASSERT_TRUE(since.ok());
+  ASSERT_EQ(since->size(), 2u);
+  EXPECT_EQ((*since)[1].seq, 3u);
+  EXPECT_EQ(fs.Usage()->chunks, 0u);
 }
 
 TEST(FileServerOpsTest, SequenceNumbersSurviveReopen) {

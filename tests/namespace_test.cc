@@ -553,12 +553,17 @@ class NamespaceTest : public ::testing::Test {
   }
   bool Has(const FileId& dir, std::string_view name) { return fs_->LookupName(dir, name).ok(); }
   // The wall time of the last local op: ctime of what it touched.
-  std::int64_t LastOpTime() { return static_cast<std::int64_t>(ops_.back().time.wall_ns); }
+  std::int64_t LastOpTime() { return static_cast<std::int64_t>(Ops().back().time.wall_ns); }
+  // Our ops so far (Flush publishes them).
+  std::vector<Op>& Ops() {
+    NS_EXPECT_OK(fs_->Flush());
+    return ops_;
+  }
 
   const FileId root_ = FileId::Root();
   testing::TempDir dir_;
+  std::vector<Op> ops_;  // before fs_: its flusher thread appends until fs_ is gone
   std::unique_ptr<FileServer> fs_;
-  std::vector<Op> ops_;
 };
 
 TEST_F(NamespaceTest, MakeLookupAndListInNameOrder) {
@@ -760,9 +765,9 @@ TEST_F(NamespaceTest, RenameFlags) {
 TEST_F(NamespaceTest, RenameBetweenLinksOfOneInodeDoesNothing) {
   FileId f = Mk(root_, "f", File());
   NS_ASSERT_OK(fs_->Link(f, root_, "g"));
-  std::size_t ops = ops_.size();
+  std::size_t ops = Ops().size();
   NS_ASSERT_OK(fs_->Rename(root_, "f", root_, "g"));
-  EXPECT_EQ(ops_.size(), ops) << "no op for a rename that does nothing";
+  EXPECT_EQ(Ops().size(), ops) << "no op for a rename that does nothing";
   EXPECT_EQ(Find(root_, "f"), f);
   EXPECT_EQ(Find(root_, "g"), f);
   EXPECT_EQ(At(f).nlink, 2u);
@@ -1156,9 +1161,15 @@ TEST(NamespacePersistenceTest, ReopenKeepsTheTree) {
 
 // A node of an in-process cluster: its FileServer and the ops it made.
 struct Node {
+  std::vector<Op> log;  // its own ops, in seq order, once durable (before fs: see ops_)
   std::unique_ptr<FileServer> fs;
-  std::vector<Op> log;                    // its own ops, in seq order
   std::map<NodeId, std::size_t> applied;  // per origin: how many of its ops it has
+  // The log with every op committed so far (Flush publishes them).
+  std::vector<Op>& Log() {
+    Status s = fs->Flush();
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return log;
+  }
   FileServer& operator*() { return *fs; }
   FileServer* operator->() { return fs.get(); }
 };
@@ -1192,8 +1203,8 @@ class Cluster {
   // Delivers up to `count` more of `from`'s ops to `to`, in seq order.
   static void Deliver(Node& from, Node& to, std::size_t count = SIZE_MAX) {
     std::size_t& have = to.applied[from->node_id()];
-    for (; count > 0 && have < from.log.size(); --count) {
-      Result<bool> r = to->ApplyRemoteOp(from.log[have]);
+    for (; count > 0 && have < from.Log().size(); --count) {
+      Result<bool> r = to->ApplyRemoteOp(from.Log()[have]);
       ASSERT_TRUE(r.ok()) << "op " << have + 1 << ": " << r.status().ToString();
       ASSERT_TRUE(*r) << "op " << have + 1 << " was already applied";
       ++have;
@@ -1205,7 +1216,7 @@ class Cluster {
   void Relay(Node& from, Node& to) {
     for (auto& n : nodes_) {
       if (n.get() == &to) continue;
-      std::size_t known = n.get() == &from ? n->log.size() : from.applied[(*n)->node_id()];
+      std::size_t known = n.get() == &from ? n->Log().size() : from.applied[(*n)->node_id()];
       std::size_t have = to.applied[(*n)->node_id()];
       if (known > have) Deliver(*n, to, known - have);
     }
@@ -1216,7 +1227,7 @@ class Cluster {
     for (;;) {
       std::vector<Node*> pending;
       for (auto& n : nodes_) {
-        if (n.get() != &to && to.applied[(*n)->node_id()] < n->log.size()) pending.push_back(n.get());
+        if (n.get() != &to && to.applied[(*n)->node_id()] < n->Log().size()) pending.push_back(n.get());
       }
       if (pending.empty()) return;
       Deliver(*pending[rng() % pending.size()], to, 1 + rng() % 3);
@@ -1318,7 +1329,7 @@ TEST(ConvergenceTest, ConcurrentRenamesThatWouldFormACycle) {
       NS_ASSERT_OK(c[1]->Rename(kRoot, "b", a, "b"));
       NS_ASSERT_OK(c[0]->Rename(kRoot, "a", b, "a"));
     }
-    bool a_moved_first = Later(c[1].log.back(), c[0].log.back());
+    bool a_moved_first = Later(c[1].Log().back(), c[0].Log().back());
     std::string tree = c.Converge(rng);
     // The older move stands; the newer one would close a cycle and is skipped.
     for (std::size_t i = 0; i < c.size(); ++i) {
@@ -1367,8 +1378,8 @@ TEST(ConvergenceTest, ConcurrentCreatesOfOneNameKeepBoth) {
     MkOn(c[1], s0, "from1", File());
     MkOn(c[0], s1, "from0", File());
     // Each node made f, sub, and a file in sub, in that order.
-    const Op& make0 = c[0].log[c[0].log.size() - 3];
-    const Op& make1 = c[1].log[c[1].log.size() - 3];
+    const Op& make0 = c[0].Log()[c[0].Log().size() - 3];
+    const Op& make1 = c[1].Log()[c[1].Log().size() - 3];
     bool f1_newer = Later(make1, make0);
     std::string tree = c.Converge(rng);
     FileId newer = f1_newer ? f1 : f0, older = f1_newer ? f0 : f1;
@@ -1517,10 +1528,10 @@ TEST(ConvergenceTest, LastWriterWinsForAttributesAndContent) {
           Manifest man = MUST(n->StoreData(r, &pins));
           NS_ASSERT_OK(n->CommitContent(f, man, mtime_of(i) + 1, &pins));
         }
-        at[step][i] = n.log.size() - 1;
+        at[step][i] = n.Log().size() - 1;
       }
     }
-    auto op = [&](int step, int i) -> const Op& { return c[i].log[at[step][i]]; };
+    auto op = [&](int step, int i) -> const Op& { return c[i].Log()[at[step][i]]; };
     auto winner = [&](int step) {
       int best = 0;
       for (int i = 1; i < 3; ++i) {
@@ -1573,7 +1584,7 @@ TEST(ConvergenceTest, RenameVersusRemove) {
     };
     auto rename = [&] { NS_ASSERT_OK(c[1]->Rename(kRoot, "f", sub, "g")); };
     InOrder(remove_first, remove, rename);
-    bool rename_later = Later(c[1].log.back(), c[0].log.back());
+    bool rename_later = Later(c[1].Log().back(), c[0].Log().back());
     std::string tree = c.Converge(rng);
     for (std::size_t i = 0; i < c.size(); ++i) {
       EXPECT_FALSE(HasOn(c[i], kRoot, "f")) << tree;
@@ -1600,7 +1611,7 @@ TEST(ConvergenceTest, ConcurrentRenamesOfOneFile) {
     NS_ASSERT_OK(c[0]->Rename(kRoot, "f", a, "f"));
     NS_ASSERT_OK(c[1]->Rename(kRoot, "f", b, "f"));
     MUST(c[2]->Link(f, kRoot, "link"));
-    bool b_later = Later(c[1].log.back(), c[0].log.back());
+    bool b_later = Later(c[1].Log().back(), c[0].Log().back());
     std::string tree = c.Converge(rng);
     for (std::size_t i = 0; i < c.size(); ++i) {
       EXPECT_EQ(HasOn(c[i], a, "f"), !b_later) << tree;
@@ -1633,8 +1644,8 @@ TEST(ConvergenceTest, OpsAheadOfTheirCausesWait) {
   // A gap in one origin's ops is refused, a repeat ignored.
   MkOn(c[0], kRoot, "x", File());
   MkOn(c[0], kRoot, "y", File());
-  NS_EXPECT_CODE(c[1]->ApplyRemoteOp(c[0].log.back()), kUnavailable);
-  EXPECT_FALSE(MUST(c[1]->ApplyRemoteOp(c[0].log.front())));
+  NS_EXPECT_CODE(c[1]->ApplyRemoteOp(c[0].Log().back()), kUnavailable);
+  EXPECT_FALSE(MUST(c[1]->ApplyRemoteOp(c[0].Log().front())));
 }
 
 // (e) Three nodes each make a few hundred random changes on their own view,

@@ -153,6 +153,8 @@ core::Status Node::Start() {
 void Node::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  // What is committed goes out while the network still runs.
+  if (files_) (void)files_->Flush();
   // A scrub or repair pass in progress stops early; other requests in
   // progress finish (or fail) while the network still runs.
   stopping_ = true;
@@ -168,6 +170,9 @@ void Node::Stop() {
     asio::post(io_, [this] { io_.stop(); });
     io_thread_.join();
   }
+  // Ops committed from here on are published by no one; they are durable
+  // (the FileServer flushes as it closes) and peers pull them later.
+  if (files_) files_->SetOpListener(nullptr);
   chunk_server_.reset();  // joins its workers
   op_sync_.reset();
   op_log_.reset();
