@@ -589,6 +589,7 @@ Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint6
         a->job.Wait();
         DFS_RETURN_IF_ERROR(a->job.status);
         std::swap(cursor->plain, a->job.plain);
+        cursor->spare.push_back(std::move(a));
       } else {
         DFS_RETURN_IF_ERROR(FetchChunk(manifest, i, "file", &cursor->sealed, &cursor->plain));
       }
@@ -598,7 +599,14 @@ Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint6
         // Keep the next chunks coming while the reader copies this one.
         std::size_t next = cursor->ahead.empty() ? i + 1 : cursor->ahead.back()->index + 1;
         for (; next < manifest.chunks.size() && next <= i + kReadAhead; ++next) {
-          auto a = std::make_shared<ReadCursor::Ahead>();
+          std::shared_ptr<ReadCursor::Ahead> a;
+          if (cursor->spare.empty()) {
+            a = std::make_shared<ReadCursor::Ahead>();
+          } else {
+            a = std::move(cursor->spare.back());
+            cursor->spare.pop_back();
+            a->job.Reset();
+          }
           a->index = next;
           a->id = manifest.chunks[next].id;
           ChunkRef r = manifest.chunks[next];

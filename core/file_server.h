@@ -233,7 +233,7 @@ class FileServer {
   // smaller than a chunk decrypt each chunk once.
   // Sequential readers also get the next kReadAhead chunks fetched and
   // decrypted on the worker pool while they copy this one.
-  static constexpr std::size_t kReadAhead = 2;
+  static constexpr std::size_t kReadAhead = 4;
   struct ReadCursor {
     ReadCursor() = default;
     ReadCursor(const ReadCursor&) = delete;
@@ -245,6 +245,9 @@ class FileServer {
     Bytes sealed;
     struct Ahead;
     std::deque<std::shared_ptr<Ahead>> ahead;
+    // Finished read-ahead slots kept with their buffers: no fresh (zeroed,
+    // faulted-in) multi-MiB buffers per chunk.
+    std::vector<std::shared_ptr<Ahead>> spare;
   };
   // Reads up to buf.size() bytes of `manifest` at `offset` (holes read as
   // zeros); returns the count (0 at or past the end). Errors as Get.

@@ -423,7 +423,11 @@ TreeMount::Handle* H(fuse_file_info* fi) { return reinterpret_cast<TreeMount::Ha
 void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
   TreeMount* m = Self(req);
   TreeMount::Handle* h = H(fi);
-  std::vector<std::uint8_t> buf(size);
+  // One buffer per FUSE thread, grown to the largest read (max_read): not a
+  // zero-filled MiB per request.
+  thread_local std::vector<std::uint8_t> storage;
+  if (storage.size() < size) storage.resize(size);
+  core::MutableByteSpan buf(storage.data(), size);
   core::Result<std::size_t> got = std::size_t{0};
   {
     TreeMount::OpenFile& f = *h->file;
@@ -435,13 +439,12 @@ void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_i
     if (!unstreamed.ok()) {
       got = unstreamed;
     } else if (f.staged) {
-      got = f.staged->Read(static_cast<std::uint64_t>(off), core::MutableByteSpan(buf));
+      got = f.staged->Read(static_cast<std::uint64_t>(off), buf);
     } else {
       core::Manifest content = f.content;  // a copy: read without the file's lock
       lock.unlock();
       std::lock_guard hl(h->mu);
-      got = m->files().ReadContent(content, static_cast<std::uint64_t>(off),
-                                   core::MutableByteSpan(buf), &h->cursor);
+      got = m->files().ReadContent(content, static_cast<std::uint64_t>(off), buf, &h->cursor);
     }
   }
   if (!got.ok()) {
