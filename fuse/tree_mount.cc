@@ -196,7 +196,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
       core::Result<core::Manifest> content = m->files().Content(id);
       s = content.status();
       if (s.ok()) {
-        tmp.content = std::move(content).value();
+        tmp.content = std::make_shared<const core::Manifest>(std::move(content).value());
         s = m->Stage(tmp);
       }
       if (s.ok()) s = tmp.staged->Truncate(static_cast<std::uint64_t>(attr->st_size));
@@ -354,7 +354,7 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
     if (!f->staged && !f->stream) {
       // Nothing staged: the content is simply empty now (and a writer in
       // order from 0 can still upload as it writes).
-      f->content = core::Manifest{};
+      f->content = std::make_shared<const core::Manifest>();
       f->content_dirty = true;
     } else {
       s = m->Stage(*f);
@@ -366,14 +366,14 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
     }
     f->mtime_ns = NowNs();
   }
-  core::Manifest content;
+  std::shared_ptr<const core::Manifest> content;
   {
     std::lock_guard lock(f->mu);
     content = f->content;
   }
   // Close-to-open: keep the kernel's pages only while the content is
   // unchanged. (Outside the file's lock: the table lock comes first.)
-  fi->keep_cache = m->ContentChanged(ino, content) ? 0 : 1;
+  fi->keep_cache = m->ContentChanged(ino, *content) ? 0 : 1;
   return h.release();
 }
 
@@ -441,10 +441,10 @@ void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_i
     } else if (f.staged) {
       got = f.staged->Read(static_cast<std::uint64_t>(off), buf);
     } else {
-      core::Manifest content = f.content;  // a copy: read without the file's lock
+      std::shared_ptr<const core::Manifest> content = f.content;  // read without the file's lock
       lock.unlock();
       std::lock_guard hl(h->mu);
-      got = m->files().ReadContent(content, static_cast<std::uint64_t>(off), buf, &h->cursor);
+      got = m->files().ReadContent(*content, static_cast<std::uint64_t>(off), buf, &h->cursor);
     }
   }
   if (!got.ok()) {
@@ -807,9 +807,9 @@ core::Result<std::shared_ptr<TreeMount::OpenFile>> TreeMount::Acquire(std::uint6
   DFS_ASSIGN_OR_RETURN(core::Manifest content, files_.Content(inode));
   auto f = std::make_shared<OpenFile>();
   f->inode = inode;
-  f->content = std::move(content);
+  f->content = std::make_shared<const core::Manifest>(std::move(content));
   f->pins = std::make_unique<core::FileServer::ChunkPins>(&files_);
-  files_.PinContent(f->content, f->pins.get());
+  files_.PinContent(*f->content, f->pins.get());
   std::lock_guard lock(mu_);
   auto [it, fresh] = open_.emplace(ino, f);
   std::lock_guard fl(it->second->mu);
@@ -821,10 +821,10 @@ Status TreeMount::Refresh(OpenFile& file) {
   file.stale = false;
   if (file.staged || file.stream || file.content_dirty) return Status::Ok();  // ours win until committed
   DFS_ASSIGN_OR_RETURN(core::Manifest now, files_.Content(file.inode));
-  if (now == file.content) return Status::Ok();
+  if (now == *file.content) return Status::Ok();
   auto pinned = std::make_unique<core::FileServer::ChunkPins>(&files_);
   files_.PinContent(now, pinned.get());
-  file.content = std::move(now);
+  file.content = std::make_shared<const core::Manifest>(std::move(now));
   file.pins = std::move(pinned);
   return Status::Ok();
 }
@@ -867,12 +867,12 @@ Status TreeMount::Unstream(OpenFile& file) {
 std::uint64_t TreeMount::Size(OpenFile& file) {
   if (file.stream) return file.stream->size();
   if (file.staged) return file.staged->size();
-  return file.content.size;
+  return file.content->size;
 }
 
 Status TreeMount::Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data) {
   constexpr std::size_t kStreamFrom = 128 * 1024;  // cp's writes; small writes stage
-  if (!file.stream && !file.staged && file.content.size == 0 && offset == 0 &&
+  if (!file.stream && !file.staged && file.content->size == 0 && offset == 0 &&
       data.size() >= kStreamFrom) {
     file.stream = std::make_unique<core::UploadStream>(files_);
     file.content_dirty = false;  // the upload replaces the content
@@ -888,7 +888,7 @@ Status TreeMount::Stage(OpenFile& file) {
   core::FileServer* fs = &files_;
   DFS_ASSIGN_OR_RETURN(
       file.staged,
-      core::StagedFile::Create(options_.staging_dir, file.content,
+      core::StagedFile::Create(options_.staging_dir, *file.content,
                                [fs](const core::Manifest& base, std::size_t i, core::Bytes* plain) {
                                  return fs->ReadChunk(base, i, plain);
                                }));
@@ -900,7 +900,7 @@ Status TreeMount::Commit(OpenFile& file) {
   std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
   if (!file.staged) {
     if (!file.content_dirty) return Status::Ok();
-    DFS_RETURN_IF_ERROR(files_.CommitContent(file.inode, file.content, mtime));
+    DFS_RETURN_IF_ERROR(files_.CommitContent(file.inode, *file.content, mtime));
     file.content_dirty = false;
     file.mtime_ns = 0;
     return Status::Ok();
@@ -928,11 +928,11 @@ Status TreeMount::Commit(OpenFile& file) {
   file.base_uncommitted = false;
   file.content_dirty = false;
   file.base_pins.reset();
-  file.content = std::move(next);
+  file.content = std::make_shared<const core::Manifest>(std::move(next));
   file.mtime_ns = 0;
   if (file.pins) {
     auto pinned = std::make_unique<core::FileServer::ChunkPins>(&files_);
-    files_.PinContent(file.content, pinned.get());
+    files_.PinContent(*file.content, pinned.get());
     file.pins = std::move(pinned);
   }
   return Status::Ok();

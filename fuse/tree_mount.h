@@ -89,7 +89,9 @@ class TreeMount {
     std::mutex mu;
     core::FileId inode;
     int handles = 0;
-    core::Manifest content;  // as of the first open, or the last commit
+    // As of the first open, or the last commit. Shared and immutable: a read
+    // takes the pointer, not a copy of a list that grows with the file.
+    std::shared_ptr<const core::Manifest> content = std::make_shared<const core::Manifest>();
     std::unique_ptr<core::FileServer::ChunkPins> pins;  // content's chunks, while open
     std::unique_ptr<core::StagedFile> staged;  // on the first write or truncate
     // A file written in order from 0 uploads as it is written (cp); the
