@@ -25,6 +25,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kNameTooLong: return "name too long";
     case ErrorCode::kNoAttribute: return "no such attribute";
     case ErrorCode::kUnsupported: return "not supported";
+    case ErrorCode::kFileTooLarge: return "file too large";
   }
   return "unknown";
 }
@@ -46,6 +47,7 @@ Status ErrnoStatus(int err, std::string_view context) {
     case EEXIST: return Status::Exists(std::move(msg));
     case ENOSPC:
     case EDQUOT: return Status::NoSpace(std::move(msg));
+    case EFBIG: return Status::FileTooLarge(std::move(msg));
     case EACCES:
     case EPERM: return Status::Permission(std::move(msg));
     case EINVAL:

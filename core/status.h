@@ -31,6 +31,7 @@ enum class ErrorCode {
   kNameTooLong,      // ENAMETOOLONG
   kNoAttribute,      // ENODATA: no such extended attribute
   kUnsupported,      // EOPNOTSUPP
+  kFileTooLarge,     // EFBIG: past the largest size a file can have here
 };
 
 std::string_view ErrorCodeName(ErrorCode code);
@@ -58,6 +59,7 @@ class [[nodiscard]] Status {
   static Status NameTooLong(std::string m) { return {ErrorCode::kNameTooLong, std::move(m)}; }
   static Status NoAttribute(std::string m) { return {ErrorCode::kNoAttribute, std::move(m)}; }
   static Status Unsupported(std::string m) { return {ErrorCode::kUnsupported, std::move(m)}; }
+  static Status FileTooLarge(std::string m) { return {ErrorCode::kFileTooLarge, std::move(m)}; }
 
   bool ok() const { return code_ == ErrorCode::kOk; }
   ErrorCode code() const { return code_; }

@@ -40,6 +40,7 @@ int Errno(const Status& s) {
     case core::ErrorCode::kNameTooLong: return ENAMETOOLONG;
     case core::ErrorCode::kNoAttribute: return ENODATA;
     case core::ErrorCode::kUnsupported: return EOPNOTSUPP;
+    case core::ErrorCode::kFileTooLarge: return EFBIG;
     default: return EIO;  // corrupt, wrong key, unreachable peers: never wrong bytes
   }
 }

@@ -22,7 +22,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 15> kWireCodes = {{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 16> kWireCodes = {{
     {ErrorCode::kNotFound, "not_found"},
     {ErrorCode::kExists, "exists"},
     {ErrorCode::kCorrupt, "corrupt"},
@@ -38,6 +38,7 @@ constexpr std::array<std::pair<ErrorCode, std::string_view>, 15> kWireCodes = {{
     {ErrorCode::kNameTooLong, "name_too_long"},
     {ErrorCode::kNoAttribute, "no_attribute"},
     {ErrorCode::kUnsupported, "unsupported"},
+    {ErrorCode::kFileTooLarge, "file_too_large"},
 }};
 
 constexpr std::size_t kMaxFdsPerRead = 8;
