@@ -2,8 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <span>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace dfs::core {
@@ -18,6 +22,29 @@ inline ByteSpan AsBytes(std::string_view s) {
 inline std::string_view AsString(ByteSpan b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
+
+// An allocator whose value-less construct() default-initializes: growing a
+// byte vector leaves the new bytes as they are instead of zeroing them. For
+// buffers that a read or a cipher fills at once.
+template <class T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  using std::allocator<T>::allocator;
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// A byte buffer whose resize() does not zero what it grows by.
+using FillBuffer = std::vector<std::uint8_t, DefaultInitAllocator<std::uint8_t>>;
 
 // Lowercase hex of `b`.
 std::string ToHex(ByteSpan b);

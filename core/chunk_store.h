@@ -34,6 +34,16 @@ class ChunkStore {
   // Errors: kNoSpace, kIo, kPermission.
   virtual Status Put(const ChunkId& id, ByteSpan data) = 0;
 
+  // A place to build the bytes of this thread's next Put: `size` writable
+  // bytes that Put takes without copying when they come back as its `data`
+  // (a disk store's aligned buffer for direct I/O). Valid on this thread
+  // until its next PutBuffer or Put call on any store. Empty when the store
+  // has no such buffer for `size`: the caller uses its own.
+  virtual MutableByteSpan PutBuffer(std::size_t size) {
+    (void)size;
+    return {};
+  }
+
   // How much of a chunk Get checks. Every read checks the record's framing
   // (length, header); kChecksum also checks the payload checksum. A reader
   // that authenticates the payload itself (the FileServer opens every chunk

@@ -1,5 +1,6 @@
 #include "core/chunker.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <stdexcept>
@@ -69,14 +70,32 @@ std::size_t Chunker::Scan(const std::uint8_t* p, std::size_t i, std::size_t end,
 }
 
 std::size_t Chunker::NextChunkSize(ByteSpan data) const {
+  CutState state;
+  return FindCut(data, /*at_end=*/true, &state);
+}
+
+std::size_t Chunker::FindCut(ByteSpan data, bool at_end, CutState* state) const {
   const std::size_t n = data.size();
-  if (n <= params_.min_size) return n;
+  // With max_size bytes in hand the cut is known whatever follows.
+  const bool final = at_end || n >= params_.max_size;
+  if (n <= params_.min_size) return final ? n : 0;
   const std::size_t end = std::min(n, params_.max_size);
+  // Below the average the harder mask; a stream that ends before the
+  // average never reaches the easier one, as in ReferenceChunkSize.
+  std::size_t i = std::max(state->pos, params_.min_size);
+  std::uint64_t h = state->h;
   const std::size_t normal = std::min(end, params_.avg_size);
-  std::uint64_t h = 0;
-  if (std::size_t cut = Scan(data.data(), params_.min_size, normal, mask_small_, &h)) return cut;
-  if (std::size_t cut = Scan(data.data(), normal, end, mask_large_, &h)) return cut;
-  return end;
+  if (i < normal) {
+    if (std::size_t cut = Scan(data.data(), i, normal, mask_small_, &h)) return cut;
+    i = normal;
+  }
+  if (i < end) {
+    if (std::size_t cut = Scan(data.data(), i, end, mask_large_, &h)) return cut;
+    i = end;
+  }
+  state->pos = i;
+  state->h = h;
+  return final ? end : 0;
 }
 
 std::size_t Chunker::ReferenceChunkSize(ByteSpan data) const {
@@ -95,27 +114,42 @@ std::size_t Chunker::ReferenceChunkSize(ByteSpan data) const {
 ChunkStream::ChunkStream(const Chunker& chunker, Reader& reader)
     : chunker_(chunker), reader_(reader) {}
 
-Result<std::optional<ByteSpan>> ChunkStream::Next() {
-  const std::size_t max = chunker_.params().max_size;
-  if (buf_.empty()) buf_.resize(2 * max);
-  if (!eof_ && end_ - begin_ < max) {
-    // Slide what is left to the front, then fill to the end of the buffer.
-    if (begin_ > 0) {
-      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-      end_ -= begin_;
-      begin_ = 0;
+Result<bool> ChunkStream::NextInto(FillBuffer* out) {
+  // Once, at its final size: growing by steps would copy what was read.
+  out->reserve(chunker_.params().max_size + kReadSize);
+  out->assign(carry_.begin(), carry_.end());
+  carry_.clear();
+  Chunker::CutState state;
+  for (;;) {
+    const std::size_t cut = chunker_.FindCut(*out, eof_, &state);
+    if (cut > 0) {
+      carry_.assign(out->begin() + static_cast<std::ptrdiff_t>(cut), out->end());
+      out->resize(cut);
+      return true;
     }
-    Result<std::size_t> n = ReadFull(reader_, MutableByteSpan(buf_).subspan(end_));
-    if (!n.ok()) return n.status();
-    end_ += *n;
+    if (eof_) return false;  // nothing left
+    // Up to min_size in one read (no cut can fall before it), then a
+    // little at a time, so that little is read past the cut.
+    const std::size_t have = out->size();
+    const std::size_t want =
+        have < chunker_.params().min_size ? chunker_.params().min_size - have + kReadSize : kReadSize;
+    out->resize(have + want);
+    Result<std::size_t> n = ReadFull(reader_, MutableByteSpan(out->data() + have, want));
+    if (!n.ok()) {
+      out->clear();
+      return n.status();
+    }
+    out->resize(have + *n);
     bytes_read_ += *n;
-    if (end_ < buf_.size()) eof_ = true;
+    if (*n < want) eof_ = true;
   }
-  if (begin_ == end_) return std::optional<ByteSpan>();
-  ByteSpan avail(buf_.data() + begin_, end_ - begin_);
-  std::size_t len = chunker_.NextChunkSize(avail);
-  begin_ += len;
-  return std::optional<ByteSpan>(avail.first(len));
+}
+
+Result<std::optional<ByteSpan>> ChunkStream::Next() {
+  Result<bool> more = NextInto(&own_);
+  if (!more.ok()) return more.status();
+  if (!*more) return std::optional<ByteSpan>();
+  return std::optional<ByteSpan>(ByteSpan(own_));
 }
 
 }  // namespace dfs::core

@@ -34,6 +34,17 @@ class Chunker {
   // may be shorter than min_size). Returns 0 only for empty `data`.
   std::size_t NextChunkSize(ByteSpan data) const;
 
+  // The same cut found over bytes that arrive in pieces. `data` is all of
+  // the chunk-to-be seen so far (it only grows between calls that share
+  // `state`, which starts default-constructed), `at_end` whether the stream
+  // ends with it. Returns the cut, or 0 while more bytes are needed (or
+  // `data` is empty at the end). Each byte is scanned once over all calls.
+  struct CutState {
+    std::size_t pos = 0;  // bytes already scanned up to
+    std::uint64_t h = 0;  // the gear hash there
+  };
+  std::size_t FindCut(ByteSpan data, bool at_end, CutState* state) const;
+
   // The same cut, one byte at a time: the definition NextChunkSize is
   // tested against (it is several times slower).
   std::size_t ReferenceChunkSize(ByteSpan data) const;
@@ -50,13 +61,21 @@ class Chunker {
   std::array<std::uint64_t, 256> gear_;
 };
 
-// Splits a Reader into chunks with bounded memory (one buffer of
-// 2 * max_size bytes).
+// Splits a Reader into chunks. Reads go straight into the buffer the chunk
+// is handed over in, a little at a time once past min_size, so that only
+// the bytes read beyond a cut (less than one read) are ever copied.
 class ChunkStream {
  public:
+  static constexpr std::size_t kReadSize = 64 << 10;
+
   ChunkStream(const Chunker& chunker, Reader& reader);
 
-  // The next chunk, valid until the next call; std::nullopt at the end.
+  // The next chunk into `*out` (resized; its capacity is reused and grows
+  // to at most max_size + kReadSize). Returns false at the end.
+  Result<bool> NextInto(FillBuffer* out);
+
+  // The same into the stream's own buffer: valid until the next call;
+  // std::nullopt at the end.
   Result<std::optional<ByteSpan>> Next();
 
   // Bytes consumed from the reader so far.
@@ -65,9 +84,8 @@ class ChunkStream {
  private:
   const Chunker& chunker_;
   Reader& reader_;
-  Bytes buf_;
-  std::size_t begin_ = 0;  // start of unconsumed data in buf_
-  std::size_t end_ = 0;    // end of valid data in buf_
+  FillBuffer carry_;  // read past the last cut: the start of the next chunk
+  FillBuffer own_;    // Next()'s buffer
   bool eof_ = false;
   std::uint64_t bytes_read_ = 0;
 };

@@ -67,6 +67,8 @@ std::uint8_t* DirectBuffer(std::size_t size) {
   return static_cast<std::uint8_t*>(b.p);
 }
 
+std::size_t Padded(std::size_t n) { return (n + kDirectAlign - 1) / kDirectAlign * kDirectAlign; }
+
 // Temporary file names are unique per process across all store instances.
 std::atomic<std::uint64_t> g_tmp_counter{0};
 
@@ -210,6 +212,17 @@ class DiskChunkStore::Impl {
     return Status::Ok();
   }
 
+  // Lends the payload part of this thread's O_DIRECT buffer: a caller that
+  // seals into it saves Put the copy.
+  MutableByteSpan PutBuffer(std::size_t size) {
+    if (size < kDirectMin || size > kDirectMax || !direct_.load(std::memory_order_relaxed)) {
+      return {};
+    }
+    std::uint8_t* buf = DirectBuffer(Padded(kHeaderSize + size));
+    if (buf == nullptr) return {};
+    return {buf + kHeaderSize, size};
+  }
+
   Status Put(const ChunkId& id, ByteSpan data) {
     if (data.size() > kMaxPayload) {
       return Status::InvalidArgument(fmt::format("chunk {}: {} bytes exceed the maximum of {}",
@@ -281,8 +294,9 @@ class DiskChunkStore::Impl {
   }
 
   // Writes header and payload to the new file `fd`. Opened with O_DIRECT,
-  // the bytes go from an aligned per-thread buffer straight to the device
-  // (padded to whole blocks, then cut to size): no copy into the page cache,
+  // the whole blocks go from an aligned per-thread buffer straight to the
+  // device and only the last partial block through the page cache: no copy
+  // of the bulk into the page cache,
   // which costs more CPU than sealing on some machines. Otherwise buffered,
   // with writeback started at once. Durability is Sync()'s either way.
   // Returns 0 or the errno.
@@ -290,20 +304,32 @@ class DiskChunkStore::Impl {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags >= 0 && (flags & O_DIRECT) != 0) {
       const std::size_t total = kHeaderSize + data.size();
-      const std::size_t padded = (total + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-      std::uint8_t* buf = DirectBuffer(padded);
-      if (buf != nullptr) {
+      const std::size_t whole = total / kDirectAlign * kDirectAlign;
+      // The same buffer PutBuffer lent for this size (no reallocation).
+      std::uint8_t* buf = DirectBuffer(Padded(total));
+      if (buf != nullptr && whole > 0) {
         std::memcpy(buf, header, kHeaderSize);
-        if (!data.empty()) std::memcpy(buf + kHeaderSize, data.data(), data.size());
-        std::memset(buf + total, 0, padded - total);
-        iovec iov{buf, padded};
+        if (!data.empty() && data.data() != buf + kHeaderSize) {
+          std::memcpy(buf + kHeaderSize, data.data(), data.size());
+        }
+        iovec iov{buf, whole};
         int err = WriteFully(fd, &iov, 1);
-        if (err == 0) return ::ftruncate(fd, static_cast<off_t>(total)) == 0 ? 0 : errno;
+        if (err == 0) {
+          // The last partial block through the page cache: the file is
+          // exactly its size without an ftruncate (which costs more).
+          if (total == whole) return 0;
+          if (::fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0) return errno;
+          iovec tail{buf + whole, total - whole};
+          return WriteFully(fd, &tail, 1);
+        }
         if (err != EINVAL) return err;
         // The device wants another alignment: buffered from the start.
         direct_.store(false, std::memory_order_relaxed);
       }
-      if (::fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0 || ::ftruncate(fd, 0) != 0) return errno;
+      if (::fcntl(fd, F_SETFL, flags & ~O_DIRECT) != 0 || ::ftruncate(fd, 0) != 0 ||
+          ::lseek(fd, 0, SEEK_SET) != 0) {
+        return errno;
+      }
     }
     iovec iov[2] = {{const_cast<std::uint8_t*>(header), kHeaderSize},
                     {const_cast<std::uint8_t*>(data.data()), data.size()}};
@@ -550,6 +576,9 @@ class DiskChunkStore::Impl {
         if (::fdatasync(f.get()) != 0) return ErrnoStatus(errno, "fsync " + path.string());
       }
     }
+    // syncfs() wrote every dirty inode of the filesystem, directories
+    // included, and committed the journal: nothing left to fsync.
+    if (all) return Status::Ok();
     // Deepest first (ROOT/ab/cd sorts after ROOT/ab, which sorts after
     // ROOT), so a new shard directory is durable before its parent's entry.
     for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
@@ -640,6 +669,7 @@ DiskChunkStore::DiskChunkStore(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 DiskChunkStore::~DiskChunkStore() = default;
 
 Status DiskChunkStore::Put(const ChunkId& id, ByteSpan data) { return impl_->Put(id, data); }
+MutableByteSpan DiskChunkStore::PutBuffer(std::size_t size) { return impl_->PutBuffer(size); }
 Status DiskChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
   return impl_->Get(id, out, check);
 }

@@ -29,6 +29,7 @@ class DiskChunkStore final : public ChunkStore {
   ~DiskChunkStore() override;
 
   Status Put(const ChunkId& id, ByteSpan data) override;
+  MutableByteSpan PutBuffer(std::size_t size) override;
   using ChunkStore::Get;
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
   Result<bool> Has(const ChunkId& id) override;

@@ -68,8 +68,9 @@ struct Job {
   std::condition_variable cv;
   bool done = false;
   Status status;
-  Bytes plain;
-  Bytes sealed;
+  Bytes plain;       // Get: the opened chunk
+  Bytes sealed;      // Get: as read; Store: when the store lends no buffer
+  FillBuffer input;  // Store: the chunk as read
   ChunkRef ref;
   bool newly_written = false;
   bool pinned = false;
@@ -333,29 +334,36 @@ Status FileServer::StoreChunks(Reader& reader, std::string_view what, const Prog
   };
 
   for (;;) {
-    Result<std::optional<ByteSpan>> next = stream.Next();
-    if (!next.ok()) {
-      failed = next.status().WithContext(what);
+    // Read the next chunk before waiting for the oldest: the read overlaps
+    // the workers (depth + 1 input buffers).
+    std::shared_ptr<Job> job = TakeJob(spare);
+    Result<bool> more = stream.NextInto(&job->input);
+    if (!more.ok()) {
+      failed = more.status().WithContext(what);
       break;
     }
-    if (!next->has_value()) break;
+    if (!*more) break;
     if (window.size() >= options_.pipeline_depth) retire_front();
     if (!failed.ok()) break;
-    std::shared_ptr<Job> job = TakeJob(spare);
-    ByteSpan chunk = **next;
-    job->plain.assign(chunk.begin(), chunk.end());
-    job->ref.size = static_cast<std::uint32_t>(chunk.size());
+    job->ref.size = static_cast<std::uint32_t>(job->input.size());
     pool_.Submit([this, job] {
       // Pin before looking: a concurrent delete then cannot remove the chunk
       // between our Has() and the commit that references it.
-      job->ref.id = crypto_.ComputeId(job->plain);
+      job->ref.id = crypto_.ComputeId(job->input);
       Pin(job->ref.id);
       job->pinned = true;
       Result<bool> has = store_->Has(job->ref.id);
       if (!has.ok()) return job->Finish(has.status());
       if (*has) return job->Finish(Status::Ok());
-      crypto_.Seal(job->ref.id, job->plain, &job->sealed);
-      Status s = store_->Put(job->ref.id, job->sealed);
+      // Sealed straight into the store's write buffer when it lends one.
+      MutableByteSpan out = store_->PutBuffer(job->input.size() + VolumeCrypto::kOverhead);
+      if (!out.empty()) {
+        crypto_.SealInto(job->ref.id, job->input, out);
+      } else {
+        crypto_.Seal(job->ref.id, job->input, &job->sealed);
+        out = job->sealed;
+      }
+      Status s = store_->Put(job->ref.id, out);
       job->newly_written = s.ok();
       job->Finish(std::move(s));
     });

@@ -50,6 +50,8 @@ class ReplicatedChunkStore final : public ChunkStore {
   ChunkStore& local() { return local_; }
 
   Status Put(const ChunkId& id, ByteSpan data) override;
+  // The local store's: Put writes there first, then sends the same bytes.
+  MutableByteSpan PutBuffer(std::size_t size) override { return local_.PutBuffer(size); }
   using ChunkStore::Get;
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
   Result<bool> Has(const ChunkId& id) override { return local_.Has(id); }

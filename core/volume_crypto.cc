@@ -74,7 +74,14 @@ ChunkId VolumeCrypto::ComputeId(ByteSpan plaintext) const {
 
 void VolumeCrypto::Seal(const ChunkId& id, ByteSpan plaintext, Bytes* out) const {
   out->resize(plaintext.size() + kOverhead);
-  std::uint8_t* header = out->data();
+  SealInto(id, plaintext, *out);
+}
+
+void VolumeCrypto::SealInto(const ChunkId& id, ByteSpan plaintext, MutableByteSpan out) const {
+  if (out.size() != plaintext.size() + kOverhead) {
+    throw std::logic_error("SealInto: output is not plaintext + kOverhead bytes");
+  }
+  std::uint8_t* header = out.data();
   std::memcpy(header, kMagic, 4);
   header[4] = kEnvelopeVersion;
   header[5] = kAlgAes256Gcm;
@@ -87,8 +94,8 @@ void VolumeCrypto::Seal(const ChunkId& id, ByteSpan plaintext, Bytes* out) const
   Aad(header, id, aad);
   CryptoPP::GCM<CryptoPP::AES>::Encryption gcm;
   gcm.SetKeyWithIV(key, sizeof(key), kZeroNonce, sizeof(kZeroNonce));
-  gcm.EncryptAndAuthenticate(out->data() + kEnvelopeHeaderSize,
-                             out->data() + kEnvelopeHeaderSize + plaintext.size(), kTagSize,
+  gcm.EncryptAndAuthenticate(out.data() + kEnvelopeHeaderSize,
+                             out.data() + kEnvelopeHeaderSize + plaintext.size(), kTagSize,
                              kZeroNonce, sizeof(kZeroNonce), aad, sizeof(aad), plaintext.data(),
                              plaintext.size());
   CryptoPP::SecureWipeBuffer(key, sizeof(key));

@@ -44,6 +44,10 @@ class VolumeCrypto {
   // plaintext.size() + kOverhead; capacity reused).
   void Seal(const ChunkId& id, ByteSpan plaintext, Bytes* out) const;
 
+  // The same into `out`, which is exactly plaintext.size() + kOverhead
+  // bytes (a buffer lent by ChunkStore::PutBuffer) and does not overlap it.
+  void SealInto(const ChunkId& id, ByteSpan plaintext, MutableByteSpan out) const;
+
   // Opens an envelope into `*out`. Errors: kWrongKey, kCorrupt,
   // kInvalidArgument (not an envelope / unknown version).
   Status Unseal(const ChunkId& id, ByteSpan sealed, Bytes* out) const;

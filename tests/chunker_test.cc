@@ -1,6 +1,7 @@
 #include "core/chunker.h"
 
 #include <algorithm>
+#include <random>
 #include <set>
 #include <string>
 
@@ -154,6 +155,58 @@ TEST(ChunkerTest, StreamMatchesWholeBufferEvenWithTinyReads) {
   }
   EXPECT_EQ(got, want);
   EXPECT_EQ(joined, data);
+  EXPECT_EQ(stream.bytes_read(), data.size());
+}
+
+TEST(ChunkerTest, CutsFoundPieceByPieceMatchTheWholeBuffer) {
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    Chunker c(seed, {4096, 16384, 65536});
+    const Bytes data = testing::RandomBytes(1 << 20, seed);
+    std::mt19937 rng(static_cast<std::uint32_t>(seed));
+    std::size_t start = 0;
+    while (start < data.size()) {
+      const ByteSpan rest = ByteSpan(data).subspan(start);
+      const std::size_t want = c.NextChunkSize(rest);
+      // Grow the view by random steps (1 byte to 20 KiB) until a cut shows.
+      Chunker::CutState state;
+      std::size_t seen = 0, cut = 0;
+      while (cut == 0) {
+        seen = std::min(rest.size(), seen + 1 + rng() % 20000);
+        cut = c.FindCut(rest.first(seen), /*at_end=*/seen == rest.size(), &state);
+      }
+      ASSERT_EQ(cut, want) << "seed " << seed << " at " << start;
+      ASSERT_LE(cut, seen);
+      start += cut;
+    }
+  }
+  Chunker c(1, {4096, 16384, 65536});
+  Chunker::CutState state;
+  EXPECT_EQ(c.FindCut({}, /*at_end=*/true, &state), 0u);
+  const Bytes small = testing::RandomBytes(100, 1);
+  EXPECT_EQ(c.FindCut(small, /*at_end=*/false, &state), 0u) << "might continue";
+  EXPECT_EQ(c.FindCut(small, /*at_end=*/true, &state), 100u);
+}
+
+TEST(ChunkerTest, NextIntoHandsEachChunkOverInTheCallersBuffer) {
+  Chunker c(5, {4096, 16384, 65536});
+  const Bytes data = testing::RandomBytes(3 << 20, 5);
+  auto want = Boundaries(c, data);
+  MemoryReader reader(data);
+  ChunkStream stream(c, reader);
+  FillBuffer buf;
+  std::vector<std::size_t> got;
+  Bytes joined;
+  for (;;) {
+    Result<bool> more = stream.NextInto(&buf);
+    ASSERT_TRUE(more.ok());
+    if (!*more) break;
+    got.push_back(buf.size());
+    EXPECT_LE(buf.capacity(), 65536 + ChunkStream::kReadSize) << "bounded";
+    joined.insert(joined.end(), buf.begin(), buf.end());
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(joined, data);
+  EXPECT_TRUE(buf.empty());
   EXPECT_EQ(stream.bytes_read(), data.size());
 }
 

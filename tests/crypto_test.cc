@@ -138,6 +138,20 @@ TEST(VolumeCryptoTest, SealRoundTripsAndHidesPlaintext) {
   }
 }
 
+TEST(VolumeCryptoTest, SealIntoALentBufferEqualsSeal) {
+  VolumeCrypto c(FixedKey());
+  Bytes plain = testing::RandomBytes(100000, 7), sealed, back;
+  ChunkId id = c.ComputeId(plain);
+  c.Seal(id, plain, &sealed);
+  Bytes lent(plain.size() + VolumeCrypto::kOverhead, 0xee);
+  c.SealInto(id, plain, lent);
+  EXPECT_EQ(lent, sealed);
+  ASSERT_TRUE(c.Unseal(id, lent, &back).ok());
+  EXPECT_EQ(back, plain);
+  Bytes short_by_one(plain.size() + VolumeCrypto::kOverhead - 1);
+  EXPECT_THROW(c.SealInto(id, plain, short_by_one), std::logic_error);
+}
+
 TEST(VolumeCryptoTest, WrongKeyIsReportedAsWrongKey) {
   VolumeCrypto c(FixedKey()), other(FixedKey(1));
   Bytes plain = testing::RandomBytes(5000, 2), sealed, out{1, 2, 3};

@@ -2,11 +2,13 @@
 // full disk. What every store must do is in chunk_store_conformance_test.cc.
 #include "core/disk_chunk_store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -339,6 +341,51 @@ TEST_F(DiskChunkStoreTest, SizesAroundTheDirectWriteEdgesRoundTrip) {
     EXPECT_EQ(out, testing::RandomBytes(sizes[i], 100 + i)) << sizes[i];
   }
   EXPECT_TRUE(fs::is_empty(root() / "tmp"));
+}
+
+// Whether files under `dir` can be opened with O_DIRECT (not on tmpfs).
+bool DirectIoWorks(const fs::path& dir) {
+  const fs::path probe = dir / "direct-probe";
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return true;
+}
+
+TEST_F(DiskChunkStoreTest, BytesBuiltInTheLentBufferAreStoredWithoutACopy) {
+  // Outside the direct-write sizes there is nothing to lend.
+  EXPECT_TRUE(store_->PutBuffer(100).empty());
+  EXPECT_TRUE(store_->PutBuffer((64 << 20)).empty());
+  if (!DirectIoWorks(dir_.path())) GTEST_SKIP() << "no O_DIRECT on " << dir_.path();
+  const std::vector<std::size_t> sizes = {65536, 65536 + 4072, 65536 + 4073, (1 << 20) + 4073,
+                                          (4 << 20) + 32, 8 << 20};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    MutableByteSpan lent = store_->PutBuffer(sizes[i]);
+    ASSERT_EQ(lent.size(), sizes[i]);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(lent.data() - 24) % 4096, 0u)
+        << "the header and payload start on a block";
+    const Bytes data = testing::RandomBytes(sizes[i], 200 + i);
+    std::memcpy(lent.data(), data.data(), data.size());
+    const ChunkId id = IdOf(static_cast<std::uint8_t>(i));
+    ASSERT_TRUE(store_->Put(id, lent).ok()) << sizes[i];
+    EXPECT_EQ(fs::file_size(root() / "ab" / "cd" / id.ToHex()), sizes[i] + 24) << sizes[i];
+    Bytes out;
+    ASSERT_TRUE(store_->Get(id, &out).ok()) << sizes[i];
+    EXPECT_EQ(out, data) << sizes[i];
+  }
+  // A lent buffer passed to another size's Put, or a Put of other bytes,
+  // still stores exactly what it was given.
+  MutableByteSpan lent = store_->PutBuffer(1 << 20);
+  const Bytes data = testing::RandomBytes(1 << 20, 300);
+  std::memcpy(lent.data(), data.data(), data.size());
+  ASSERT_TRUE(store_->Put(IdOf(40), lent.first(100000)).ok());
+  Bytes out;
+  ASSERT_TRUE(store_->Get(IdOf(40), &out).ok());
+  EXPECT_EQ(out, Bytes(data.begin(), data.begin() + 100000));
+  ASSERT_TRUE(store_->Sync().ok());
+  Reopen();
+  EXPECT_EQ(store_->Usage()->chunks, sizes.size() + 1);
 }
 
 TEST_F(DiskChunkStoreTest, FullDiskIsNoSpaceAndLeavesNoTempFiles) {
