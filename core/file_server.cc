@@ -151,6 +151,11 @@ FileServer::FileServer(std::unique_ptr<ChunkStore> store, std::unique_ptr<Index>
       pool_(WorkerCount(options_)),
       node_id_(options_.node_id.value_or(NodeId::Random())) {
   if (options_.pipeline_depth == 0) options_.pipeline_depth = 1;
+  if (options_.metrics != nullptr) {
+    store_metric_ = AddOpMetric(*options_.metrics, "dfs_file", "FileServer", "store");
+    get_metric_ = AddOpMetric(*options_.metrics, "dfs_file", "FileServer", "get");
+    delete_metric_ = AddOpMetric(*options_.metrics, "dfs_file", "FileServer", "delete");
+  }
 }
 
 FileServer::~FileServer() {
@@ -380,6 +385,7 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
   std::vector<ChunkId> pinned;
   std::vector<ChunkId> written;
   Status failed = StoreChunks(reader, fmt::format("store '{}'", key), progress, &manifest,
+  ScopedOpTimer timer(&store_metric_);
                               &pinned, &written);
   if (failed.ok()) failed = CommitPath(key, manifest);
   Unpin(pinned);
@@ -520,6 +526,7 @@ Status FileServer::Get(std::string_view key, Writer& writer, const ProgressFn& p
   std::deque<std::shared_ptr<Job>> window;
   std::vector<std::shared_ptr<Job>> spare;
   std::uint64_t done = 0;
+  ScopedOpTimer timer(&get_metric_);
   Status failed = Status::Ok();
   std::size_t next = 0;
   const std::size_t n = shared->manifest.chunks.size();

@@ -40,6 +40,7 @@
 #include "core/index.h"
 #include "core/io.h"
 #include "core/key_file.h"
+#include "core/metrics.h"
 #include "core/namespace.h"
 #include "core/status.h"
 #include "core/volume_crypto.h"
@@ -65,6 +66,9 @@ struct FileServerOptions {
   // Open() hands the data directory's chunk store to this, when set, and
   // uses what it returns (a network node layers a ReplicatedChunkStore).
   std::function<std::unique_ptr<ChunkStore>(std::unique_ptr<ChunkStore> local)> wrap_store;
+  // Where Store, Get and Delete count and time themselves (dfs_file_*);
+  // must outlive the FileServer. None: not measured.
+  MetricsRegistry* metrics = nullptr;
 };
 
 struct FileInfo {
@@ -266,6 +270,7 @@ class FileServer {
 
   ChunkStore& chunk_store() { return *store_; }
   const VolumeCrypto& crypto() const { return crypto_; }
+  MetricsRegistry* metrics() const { return options_.metrics; }
 
   class DirLock;
 
@@ -342,6 +347,8 @@ class FileServer {
   bool flusher_idle_ = false;  // waiting for a commit (not gathering or syncing)
   void NotifyFlusherLocked();
   std::thread flusher_;
+
+  OpMetric store_metric_, get_metric_, delete_metric_;  // empty without a registry
 
   std::mutex gc_mu_;  // guards pinned_ and serializes chunk removal with pinning
   std::unordered_map<ChunkId, int, ChunkIdHash> pinned_;

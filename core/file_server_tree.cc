@@ -154,6 +154,7 @@ Status FileServer::CommitPath(std::string_view key, const Manifest& manifest) {
 }
 
 Status FileServer::Delete(std::string_view key) {
+  ScopedOpTimer timer(&delete_metric_);
   DFS_RETURN_IF_ERROR(ValidateKey(key));
   std::size_t slash = key.rfind('/');
   FileId dir = FileId::Root();
