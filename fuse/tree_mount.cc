@@ -638,6 +638,59 @@ void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t lengt
   fuse_reply_err(req, Errno(s));
 }
 
+// Every low-level operation but init, with the name it has in the metrics.
+#define DFS_FUSE_OPS(X) \
+  X(lookup, OpLookup) \
+  X(forget, OpForget) \
+  X(forget_multi, OpForgetMulti) \
+  X(getattr, OpGetattr) \
+  X(setattr, OpSetattr) \
+  X(readlink, OpReadlink) \
+  X(mknod, OpMknod) \
+  X(mkdir, OpMkdir) \
+  X(symlink, OpSymlink) \
+  X(unlink, OpUnlink) \
+  X(rmdir, OpRmdir) \
+  X(rename, OpRename) \
+  X(link, OpLink) \
+  X(open, OpOpen) \
+  X(create, OpCreate) \
+  X(read, OpRead) \
+  X(write, OpWrite) \
+  X(flush, OpFlush) \
+  X(fsync, OpFsync) \
+  X(fsyncdir, OpFsyncdir) \
+  X(release, OpRelease) \
+  X(opendir, OpOpendir) \
+  X(readdir, OpReaddir) \
+  X(readdirplus, OpReaddirplus) \
+  X(statfs, OpStatfs) \
+  X(setxattr, OpSetxattr) \
+  X(getxattr, OpGetxattr) \
+  X(listxattr, OpListxattr) \
+  X(removexattr, OpRemovexattr) \
+  X(fallocate, OpFallocate)
+
+enum OpIndex {
+#define DFS_OP_INDEX(name, fn) kOp_##name,
+  DFS_FUSE_OPS(DFS_OP_INDEX)
+#undef DFS_OP_INDEX
+  kOpCount
+};
+
+// Counts and times a low-level operation (dfs_fuse_ops_total,
+// dfs_fuse_op_duration_seconds) until it returns, having replied. The
+// mount is found before the call: the reply frees the request.
+template <auto Fn, OpIndex Op>
+struct Timed;
+template <typename... A, void (*Fn)(fuse_req_t, A...), OpIndex Op>
+struct Timed<Fn, Op> {
+  static void Call(fuse_req_t req, A... a) {
+    core::ScopedOpTimer timer(Self(req)->op_metric(Op));
+    Fn(req, a...);
+  }
+};
+
 }  // namespace
 
 core::Result<std::unique_ptr<TreeMount>> TreeMount::Mount(core::FileServer& files,
@@ -651,6 +704,13 @@ core::Result<std::unique_ptr<TreeMount>> TreeMount::Mount(core::FileServer& file
   }
   m->nodes_[FUSE_ROOT_ID] = Node{FileId::Root(), 1, 0, "", 0};
   m->by_inode_[FileId::Root()] = FUSE_ROOT_ID;
+  m->op_metrics_.resize(kOpCount);
+  if (core::MetricsRegistry* registry = files.metrics()) {
+#define DFS_ADD_OP_METRIC(name, fn) \
+  m->op_metrics_[kOp_##name] = core::AddOpMetric(*registry, "dfs_fuse", "FUSE", #name);
+    DFS_FUSE_OPS(DFS_ADD_OP_METRIC)
+#undef DFS_ADD_OP_METRIC
+  }
   std::vector<std::string> argv = {"dfsmount", "-o", "default_permissions,fsname=dfs,subtype=dfs"};
   for (const std::string& o : options.fuse_options) argv.insert(argv.end(), {"-o", o});
   if (options.debug) argv.push_back("-d");
@@ -659,36 +719,9 @@ core::Result<std::unique_ptr<TreeMount>> TreeMount::Mount(core::FileServer& file
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(ptrs.size()), ptrs.data());
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
-  ops.lookup = OpLookup;
-  ops.forget = OpForget;
-  ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetattr;
-  ops.setattr = OpSetattr;
-  ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.symlink = OpSymlink;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.rename = OpRename;
-  ops.link = OpLink;
-  ops.open = OpOpen;
-  ops.create = OpCreate;
-  ops.read = OpRead;
-  ops.write = OpWrite;
-  ops.flush = OpFlush;
-  ops.fsync = OpFsync;
-  ops.fsyncdir = OpFsyncdir;
-  ops.release = OpRelease;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.readdirplus = OpReaddirplus;
-  ops.statfs = OpStatfs;
-  ops.setxattr = OpSetxattr;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.removexattr = OpRemovexattr;
-  ops.fallocate = OpFallocate;
+#define DFS_SET_OP(name, fn) ops.name = Timed<fn, kOp_##name>::Call;
+  DFS_FUSE_OPS(DFS_SET_OP)
+#undef DFS_SET_OP
   m->session_ = fuse_session_new(&args, &ops, sizeof(ops), m.get());
   fuse_opt_free_args(&args);
   if (m->session_ == nullptr) return core::Status::InvalidArgument("FUSE refused the mount options");

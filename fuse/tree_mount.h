@@ -137,6 +137,9 @@ class TreeMount {
   bool ContentChanged(std::uint64_t ino, const core::Manifest& content);
 
   core::FileServer& files() { return files_; }
+  // The count and latency of low-level operation `op` (a no-op metric when
+  // the FileServer has no registry).
+  const core::OpMetric* op_metric(int op) const { return &op_metrics_[static_cast<std::size_t>(op)]; }
   const std::filesystem::path& staging_dir() const { return options_.staging_dir; }
 
  private:
@@ -150,6 +153,7 @@ class TreeMount {
   MountOptions options_;
   fuse_session* session_ = nullptr;
   std::filesystem::path mountpoint_;
+  std::vector<core::OpMetric> op_metrics_;  // by operation, set before the mount
 
   struct Node {
     core::FileId inode;

@@ -61,6 +61,7 @@ core::Status Node::OpenStores() {
   options.pipeline_depth = 6;
   // Peers push chunks here before the op that references them arrives.
   options.sweep_orphans = false;
+  options.metrics = &metrics_;
   auto crypto = std::make_shared<core::VolumeCrypto>(*config_.volume_key);
   verify_ = [crypto](const core::ChunkId& id, core::ByteSpan sealed) {
     core::Bytes plain;
@@ -147,6 +148,75 @@ core::Status Node::Start() {
   spdlog::info("node {} listening on {}:{} ({} peer(s) given{})", id_.ToHex().substr(0, 8),
                config_.listen_host, listen_port_, config_.peers.size(),
                files_ ? "" : ", keyless storage peer");
+  return StartMetrics();
+}
+
+core::Status Node::StartMetrics() {
+  core::MetricsRegistry& m = metrics_;
+  auto usage = [this](bool bytes) {
+    auto u = local_store_->Usage();
+    if (!u.ok()) return 0.0;
+    return static_cast<double>(bytes ? u->bytes : u->chunks);
+  };
+  m.AddGaugeFn("dfs_store_chunks", "Chunks held in this node's local store.",
+               [usage] { return usage(false); });
+  m.AddGaugeFn("dfs_store_bytes", "Bytes of the chunks held in this node's local store.",
+               [usage] { return usage(true); });
+  auto peers = [this](bool alive_only) {
+    double n = 0;
+    for (const net::PeerInfo& p : OnIo([this] { return mesh_->Peers(); })) n += !alive_only || p.alive;
+    return n;
+  };
+  m.AddGaugeFn("dfs_peers_known", "Members of the mesh this node has heard of.",
+               [peers] { return peers(false); });
+  m.AddGaugeFn("dfs_peers_alive", "Members with an established connection right now.",
+               [peers] { return peers(true); });
+  m.AddCounterFn("dfs_ops_received_total", "Ops from peers accepted by op sync.",
+                 [this] { return static_cast<double>(op_sync_->accepted()); });
+  if (replicated_ != nullptr) {
+    m.AddGaugeFn("dfs_fetch_cache_bytes", "Bytes of chunks fetched from peers kept in memory.",
+                 [this] { return static_cast<double>(replicated_->cached_bytes()); });
+  }
+  m.AddGaugeFn("dfs_replicas", "Copies of every chunk the node aims for (--replicas).",
+               [this] { return static_cast<double>(config_.replicas); });
+  auto repair = [this](auto field) {
+    return [this, field] { return static_cast<double>(field(repair_state())); };
+  };
+  auto seconds = [](std::chrono::system_clock::time_point t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+  };
+  m.AddGaugeFn("dfs_under_replicated_chunks",
+               "Chunks that lacked a copy at the last repair pass and could not all be fixed "
+               "(as dfs status).",
+               repair([](const RepairState& r) { return r.last.failed > 0 ? r.last.under_replicated : 0; }));
+  m.AddGaugeFn("dfs_repair_running", "1 while a repair pass runs.",
+               repair([](const RepairState& r) { return r.running; }));
+  m.AddGaugeFn("dfs_repair_progress_chunks", "Chunks the running (or last) repair pass has checked.",
+               [this] { return static_cast<double>(repair_progress_.load()); });
+  m.AddCounterFn("dfs_repair_passes_total", "Repair passes finished.",
+                 repair([](const RepairState& r) { return r.passes; }));
+  m.AddGaugeFn("dfs_repair_last_checked_chunks", "Local chunks the last repair pass checked.",
+               repair([](const RepairState& r) { return r.last.checked; }));
+  m.AddGaugeFn("dfs_repair_last_under_replicated_chunks",
+               "Chunks that lacked a copy on a holder at the last repair pass.",
+               repair([](const RepairState& r) { return r.last.under_replicated; }));
+  m.AddGaugeFn("dfs_repair_last_copies_made", "Copies the last repair pass sent to holders.",
+               repair([](const RepairState& r) { return r.last.copies_made; }));
+  m.AddGaugeFn("dfs_repair_last_copies_failed",
+               "Copies the last repair pass could not make (retried on the next).",
+               repair([](const RepairState& r) { return r.last.failed; }));
+  m.AddGaugeFn("dfs_repair_last_started_timestamp_seconds",
+               "When the last repair pass started (unix time; 0: none yet).",
+               repair([seconds](const RepairState& r) { return seconds(r.started); }));
+  m.AddGaugeFn("dfs_repair_last_finished_timestamp_seconds",
+               "When the last repair pass finished (unix time; 0: none yet).",
+               repair([seconds](const RepairState& r) { return seconds(r.finished); }));
+  core::AddProcessMetrics(m);
+  if (!config_.metrics_address) return core::Status::Ok();
+  const auto& [host, port] = *config_.metrics_address;
+  DFS_ASSIGN_OR_RETURN(metrics_http_,
+                       net::MetricsHttpServer::Start(host, port, [this] { return metrics_.Render(); }));
+  spdlog::info("metrics on http://{}:{}/metrics", host, metrics_http_->port());
   return core::Status::Ok();
 }
 
@@ -160,6 +230,7 @@ void Node::Stop() {
   stopping_ = true;
   repair_cv_.notify_all();
   control_.reset();
+  metrics_http_.reset();  // its callbacks read what follows (and the network thread)
   if (repair_thread_.joinable()) repair_thread_.join();
   if (io_thread_.joinable()) {
     asio::post(io_, [this] {
@@ -215,10 +286,13 @@ void Node::RepairLoop() {
       {
         std::lock_guard state(repair_mu_);
         repair_.running = true;
+        repair_.started = std::chrono::system_clock::now();
       }
-      core::RepairStats stats = core::RepairPass(*local_store_, *network_,
-                                                 static_cast<std::size_t>(config_.replicas),
-                                                 std::chrono::seconds(10), stopping_);
+      repair_progress_ = 0;
+      core::RepairStats stats = core::RepairPass(
+          *local_store_, *network_, static_cast<std::size_t>(config_.replicas),
+          std::chrono::seconds(10), stopping_,
+          [this](std::uint64_t checked) { repair_progress_ = checked; });
       if (stats.copies_made > 0 || stats.failed > 0) {
         spdlog::info("repair: {} chunks checked, {} lacked copies, {} copies made, {} failed",
                      stats.checked, stats.under_replicated, stats.copies_made, stats.failed);
@@ -279,6 +353,7 @@ std::string Node::StatusJson() {
     j["bytes"] = usage->bytes;
   }
   j["ops_received"] = op_sync_->accepted();
+  if (metrics_http_) j["metrics"] = fmt::format("{}:{}", config_.metrics_address->first, metrics_port());
   RepairState r = repair_state();
   j["repair"] = {{"running", r.running},
                  {"passes", r.passes},

@@ -35,6 +35,7 @@
 #include "core/disk_chunk_store.h"
 #include "core/file_server.h"
 #include "core/key_file.h"
+#include "core/metrics.h"
 #include "core/node_id.h"
 #include "core/op_replica.h"
 #include "core/op_store.h"
@@ -43,6 +44,7 @@
 #include "core/status.h"
 #include "net/chunk_exchange.h"
 #include "net/mesh.h"
+#include "net/metrics_http.h"
 #include "net/op_sync.h"
 
 namespace dfs::node {
@@ -62,6 +64,8 @@ struct NodeConfig {
   std::chrono::milliseconds dead_time{std::chrono::minutes(5)};
   // How often the repair loop looks at membership.
   std::chrono::milliseconds repair_check{std::chrono::seconds(1)};
+  // Serve Prometheus metrics over HTTP on this address (port 0: any).
+  std::optional<std::pair<std::string, std::uint16_t>> metrics_address;
 };
 
 // What the last repair pass found and did.
@@ -69,6 +73,7 @@ struct RepairState {
   bool running = false;
   std::uint64_t passes = 0;
   core::RepairStats last;
+  std::chrono::system_clock::time_point started{};  // of the last pass begun
   std::chrono::system_clock::time_point finished{};
 };
 
@@ -104,14 +109,25 @@ class Node {
   core::ScrubStats Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress);
   RepairState repair_state();
 
+  // This node's metrics (the FileServer's and, under a mount, the FUSE
+  // calls' register here); served over HTTP with --metrics.
+  core::MetricsRegistry& metrics() { return metrics_; }
+  // The port --metrics serves on (0: not serving).
+  std::uint16_t metrics_port() const { return metrics_http_ ? metrics_http_->port() : 0; }
+
  private:
   core::Status OpenStores();
+  // Registers what the node knows (store usage, peers, repair, process) and
+  // serves it when --metrics is given.
+  core::Status StartMetrics();
   void RepairLoop();
   // Runs fn on the network thread and waits for it.
   template <typename Fn>
   auto OnIo(Fn fn) -> decltype(fn());
 
   NodeConfig config_;
+  // Outlives everything that registers in it or that its callbacks read.
+  core::MetricsRegistry metrics_;
   boost::asio::io_context io_;
   core::NodeId id_;
   std::uint16_t listen_port_ = 0;
@@ -130,6 +146,7 @@ class Node {
   std::unique_ptr<net::ChunkServer> chunk_server_;
   std::unique_ptr<net::OpSync> op_sync_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<net::MetricsHttpServer> metrics_http_;
   std::thread io_thread_;
   bool stopped_ = false;
 
@@ -138,6 +155,7 @@ class Node {
   std::condition_variable repair_cv_;
   std::atomic<bool> stopping_{false};
   RepairState repair_;  // guarded by repair_mu_
+  std::atomic<std::uint64_t> repair_progress_{0};  // chunks checked by the pass running
 
   std::mutex observer_mu_;
   std::function<void(const core::Op&)> remote_observer_;

@@ -51,6 +51,8 @@ void AddNodeFlags(CLI::App& app, NodeFlags& f) {
   app.add_option("--dead-time", f.dead_time,
                  "seconds a member may be unreachable before its chunks are re-replicated")
       ->capture_default_str()->check(CLI::Range(1, 86400 * 30));
+  app.add_option("--metrics", f.metrics,
+                 "serve Prometheus metrics over HTTP at ADDR:PORT/metrics (port 0: any)");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")->capture_default_str();
 }
 
@@ -67,6 +69,15 @@ int MakeNodeConfig(const NodeFlags& f, const char* program, NodeConfig* config) 
   if (!ParseHostPort(f.listen, 3000, &config->listen_host, &config->listen_port)) {
     fmt::print(stderr, "{}: --listen {}: expected ADDR:PORT\n", program, f.listen);
     return 2;
+  }
+  if (!f.metrics.empty()) {
+    std::pair<std::string, std::uint16_t> address;
+    if (!ParseHostPort(f.metrics, 0, &address.first, &address.second) || f.metrics.back() == ':' ||
+        f.metrics.find(':') == std::string::npos) {
+      fmt::print(stderr, "{}: --metrics {}: expected ADDR:PORT\n", program, f.metrics);
+      return 2;
+    }
+    config->metrics_address = address;
   }
   for (const std::string& p : f.peers) {
     std::string host;

@@ -16,9 +16,11 @@ struct NodeFlags {
   std::vector<std::string> peers;
   int replicas = 3;
   int dead_time = 300;
+  std::string metrics;  // ADDR:PORT to serve Prometheus metrics on; empty: none
 };
 
-// --data, --listen, --peer, --network-key, --key, --replicas, --dead-time, --log-level.
+// --data, --listen, --peer, --network-key, --key, --replicas, --dead-time, --metrics,
+// --log-level.
 void AddNodeFlags(CLI::App& app, NodeFlags& flags);
 
 // Reads the key files and checks addresses. On failure prints one line
