@@ -200,6 +200,10 @@ Status FileServer::Flush() {
     target = commits_;
   }
   if (durable_commits_.load() >= target) return Status::Ok();
+  // Chunks first: every commit up to `target` names only chunks whose Put
+  // returned before it, so after this no durable op names a chunk that is
+  // not (docs/architecture.md, "Crash safety").
+  DFS_RETURN_IF_ERROR(store_->Sync());
   DFS_RETURN_IF_ERROR(index_->SyncLog());
   std::vector<Op> publish;
   std::vector<ChunkId> freed;
@@ -375,17 +379,18 @@ Status FileServer::StoreChunks(Reader& reader, std::string_view what, const Prog
     window.push_back(std::move(job));
   }
   while (!window.empty()) retire_front();
-  if (failed.ok()) failed = store_->Sync();
+  // No Sync here: the chunks become durable in the Flush that makes the
+  // commit naming them durable (fsync, put, or the flusher a moment later).
   return failed;
 }
 
 Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn& progress) {
+  ScopedOpTimer timer(&store_metric_);
   DFS_RETURN_IF_ERROR(ValidateKey(key));
   Manifest manifest;
   std::vector<ChunkId> pinned;
   std::vector<ChunkId> written;
   Status failed = StoreChunks(reader, fmt::format("store '{}'", key), progress, &manifest,
-  ScopedOpTimer timer(&store_metric_);
                               &pinned, &written);
   if (failed.ok()) failed = CommitPath(key, manifest);
   Unpin(pinned);
@@ -521,12 +526,12 @@ Status FileServer::FetchRef(const ChunkRef& ref, const std::string& place, Bytes
 }
 
 Status FileServer::Get(std::string_view key, Writer& writer, const ProgressFn& progress) {
+  ScopedOpTimer timer(&get_metric_);
   DFS_ASSIGN_OR_RETURN(FileRecord rec, LookupExisting(key));
   auto shared = std::make_shared<FileRecord>(std::move(rec));
   std::deque<std::shared_ptr<Job>> window;
   std::vector<std::shared_ptr<Job>> spare;
   std::uint64_t done = 0;
-  ScopedOpTimer timer(&get_metric_);
   Status failed = Status::Ok();
   std::size_t next = 0;
   const std::size_t n = shared->manifest.chunks.size();

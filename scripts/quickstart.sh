@@ -9,6 +9,8 @@
 #   scripts/quickstart.sh                 (installs and builds first)
 #   DFS_DEMO_SKIP_BUILD=1 BUILD_DIR=build scripts/quickstart.sh
 #   DFS_DEMO_MIB=64                       size of the file copied (default 64)
+#   DFS_DEMO_PAUSE=120                    keep the mounts up that many seconds
+#                                         to look around before cleaning up
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${DFS_DEMO_SKIP_BUILD:-}" ]; then
@@ -117,6 +119,12 @@ step "dfs status (node C, keyless)"
 "$BIN/dfs" --data "$scratch/c" status
 if grep -rqF "hello from node A" "$scratch/c"; then fail "plaintext found in C's data directory"; fi
 echo "  no plaintext in C's data directory"
+
+if [ -n "${DFS_DEMO_PAUSE:-}" ]; then
+  step "mounted at $scratch/mnt-a and $scratch/mnt-b for ${DFS_DEMO_PAUSE}s (Ctrl-C ends it)"
+  sleep "$DFS_DEMO_PAUSE" &
+  wait $! || true
+fi
 
 step "unmount and stop"
 for m in "${mounts[@]}"; do fusermount3 -u "$m"; done

@@ -413,6 +413,79 @@ TEST(FileServerOpsTest, OpsLeaveTheNodeAndChunksGoOnlyOnceDurable) {
   EXPECT_EQ(fs.Usage()->chunks, 0u);
 }
 
+// A store that counts the chunks put since its last Sync, and remembers how
+// many were unsynced when the index's log was synced (seen through the op
+// listener, which runs only after SyncLog).
+class SyncCountingStore final : public ChunkStore {
+ public:
+  Status Put(const ChunkId& id, ByteSpan data) override {
+    ++unsynced;
+    return inner.Put(id, data);
+  }
+  using ChunkStore::Get;
+  Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override {
+    return inner.Get(id, out, check);
+  }
+  Result<bool> Has(const ChunkId& id) override { return inner.Has(id); }
+  Status Remove(const ChunkId& id) override { return inner.Remove(id); }
+  Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override {
+    return inner.ForEach(fn);
+  }
+  Result<StoreUsage> Usage() override { return inner.Usage(); }
+  Status Sync() override {
+    ++syncs;
+    unsynced = 0;
+    return inner.Sync();
+  }
+  MemoryChunkStore inner;
+  std::atomic<int> unsynced{0};
+  std::atomic<int> syncs{0};
+};
+
+TEST(FileServerOpsTest, ChunksAreSyncedByTheFlushThatMakesTheirOpDurable) {
+  testing::TempDir dir;
+  auto index = Index::Open(dir / "index.db");
+  ASSERT_TRUE(index.ok());
+  auto owned = std::make_unique<SyncCountingStore>();
+  SyncCountingStore& store = *owned;
+  FileServerOptions o = SmallChunks();
+  o.flush_delay = std::chrono::hours(1);  // the flusher never gets there first
+  auto opened = FileServer::Create(std::move(owned), std::move(index).value(), TestKey(), o);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  FileServer& fs = **opened;
+  std::atomic<int> unsynced_at_publish{-1};
+  fs.SetOpListener([&](const Op&, bool local) {
+    if (local) unsynced_at_publish = store.unsynced.load();
+  });
+
+  // A mount's upload: chunks stored and committed, no sync of its own.
+  Bytes data = testing::RandomBytes(300000, 9);
+  MemoryReader r(data);
+  FileServer::ChunkPins pins(&fs);
+  Result<Manifest> m = fs.StoreData(r, &pins);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_GT(m->chunks.size(), 1u);
+  EXPECT_EQ(store.syncs.load(), 0) << "no sync per closed file";
+  EXPECT_EQ(store.unsynced.load(), static_cast<int>(m->chunks.size()));
+  NewNode file;
+  file.type = FileType::kRegular;
+  ASSERT_TRUE(fs.MakeNode(FileId::Root(), "f", file).ok());
+  EXPECT_EQ(unsynced_at_publish.load(), -1) << "nothing published before a flush";
+
+  // The flush syncs the chunks before the log: the op leaves with none unsynced.
+  ASSERT_TRUE(fs.Flush().ok());
+  EXPECT_GE(store.syncs.load(), 1);
+  EXPECT_EQ(unsynced_at_publish.load(), 0);
+
+  // A put (the CLI's) is durable when it returns, chunks included.
+  Bytes other = testing::RandomBytes(300000, 10);
+  MemoryReader r2(other);
+  unsynced_at_publish = -1;
+  ASSERT_TRUE(fs.Store("g", r2).ok());
+  EXPECT_EQ(store.unsynced.load(), 0);
+  EXPECT_EQ(unsynced_at_publish.load(), 0);
+}
+
 TEST(FileServerOpsTest, SequenceNumbersSurviveReopen) {
   testing::TempDir dir;
   Bytes data = testing::RandomBytes(1000, 3);
