@@ -1,7 +1,8 @@
 // dfsd: a dfs node in the foreground (cmd/node/node.h) — a member of the
 // peer mesh with a local control socket (DIR/control.sock) through which
 // `dfs --data DIR ...` works. Logs go to stderr; SIGINT and SIGTERM stop it
-// cleanly.
+// cleanly. `--config FILE` reads options from FILE (`KEY = VALUE` lines,
+// KEY a long option name: the dfsd.service unit passes /etc/dfs/dfsd.conf).
 #include <pthread.h>
 
 #include <csignal>
@@ -15,6 +16,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"dfsd: run a dfs node in the foreground (a member of the peer mesh)"};
+  app.set_config("--config", "", "read options from FILE: lines `KEY = VALUE`, KEY a long option name");
+  app.allow_config_extras(CLI::config_extras_mode::error);
   dfs::node::NodeFlags flags;
   dfs::node::AddNodeFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
