@@ -2,9 +2,10 @@
 # Builds the Debian package from an existing build tree, unpacks it into a
 # scratch root with dpkg -x (nothing is installed on the machine), checks its
 # metadata and contents (units, man pages, completion, config), and runs the
-# unpacked programs: a put/get, dfsd from a config file, and real FUSE mounts
+# unpacked programs: a put/get, dfsd from a config file, real FUSE mounts
 # through mount(8) -> mount.fuse3 -> dfsmount (by type, and from a scratch
-# fstab with mount -T) in a private mount namespace.
+# fstab with mount -T) in a private mount namespace, and the dfsmount@
+# unit's command line stopped with SIGTERM.
 #   tests/package_test.sh BUILD_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -201,6 +202,13 @@ unshare -m --propagation private bash -euo pipefail -c '
   gone
   if mountpoint -q "$mnt"; then echo "FAIL: still mounted" >&2; exit 1; fi
 
+  # 1b. mount.fuse3 run directly passes on what mount(8) strips (defaults,
+  #     x-*, comment=): dfsmount drops those too.
+  mount.fuse3 "$scratch/mount.conf" "$mnt" -t fuse.dfsmount -o defaults,x-systemd.automount,comment=dfs,relatime
+  [[ $(cat "$mnt/docs/note.txt") == "written through the mount" ]]
+  umount "$mnt"
+  gone
+
   # 2. A bad config: mount fails with the reason, nothing is mounted or left running.
   if mount -t fuse.dfsmount "$scratch/bad.conf" "$mnt" 2>"$scratch/bad.log"; then
     echo "FAIL: mounted with a missing network key" >&2; umount "$mnt"; exit 1
@@ -220,9 +228,38 @@ unshare -m --propagation private bash -euo pipefail -c '
   gone
 ' || { status=$?; pids=$(our_dfsmounts); [[ -z $pids ]] || kill -KILL $pids; fail "mounts (status $status)"; }
 [[ -z $(our_dfsmounts) ]] || fail "a dfsmount is left running"
-mountpoint -q "$mnt" && fail "$mnt is left mounted"
+if mountpoint -q "$mnt"; then fail "$mnt is left mounted"; fi
 # What the mounts wrote is in the volume.
 cmp <("$root/usr/bin/dfs" --data "$scratch/mount-data" --key "$scratch/volume.key" get second.txt) \
     <(echo "second mount") || fail "second.txt not stored"
 echo "mounts through mount.fuse3 ok"
+
+# 4. What dfsmount@mnt-dfs.service runs (its ExecStart, with the unpacked
+#    program, the scratch mount point and config), stopped as systemd stops
+#    it: SIGTERM to the main process commits, unmounts and exits 0.
+exec_start=$(sed -n 's/^ExecStart=//p' "$root/usr/lib/systemd/system/dfsmount@.service")
+exec_start=${exec_start//\/usr\/bin\//$root/usr/bin/}
+exec_start=${exec_start//\/etc\/dfs\/mount-%i.conf/$scratch/mount.conf}
+exec_start=${exec_start//%f/$mnt}
+read -r -a unit_argv <<< "$exec_start"
+"${unit_argv[@]}" 2>"$scratch/unit.log" &
+started+=($!)
+for _ in $(seq 100); do
+  mountpoint -q "$mnt" && break
+  kill -0 "${started[0]}" 2>/dev/null || fail "the unit's dfsmount exited: $(cat "$scratch/unit.log")"
+  sleep 0.1
+done
+mountpoint -q "$mnt" || fail "the unit's dfsmount did not mount: $(cat "$scratch/unit.log")"
+echo "written before the stop" > "$mnt/before-stop.txt"
+exec 7<"$mnt/before-stop.txt"  # a file still open when the unit stops
+cmp "$scratch/in.bin" "$mnt/docs/in.bin"
+kill -TERM "${started[0]}"
+wait "${started[0]}" || fail "the unit's dfsmount ended with status $?: $(cat "$scratch/unit.log")"
+started=()
+exec 7<&-
+if mountpoint -q "$mnt"; then fail "$mnt is still mounted after the unit's SIGTERM"; fi
+[[ -z $(our_dfsmounts) ]] || fail "the unit's dfsmount is left running"
+[[ $("$root/usr/bin/dfs" --data "$scratch/mount-data" --key "$scratch/volume.key" get before-stop.txt) == \
+   "written before the stop" ]] || fail "before-stop.txt was not stored"
+echo "the dfsmount@ unit's command stops cleanly on SIGTERM"
 echo "package ok"
