@@ -163,7 +163,7 @@ fuse-options = default_permissions
 CONF
 cat > "$scratch/fstab" <<TAB
 # SOURCE is only a name; the node's options are mount options.
-dfs-pkg-test $mnt fuse.dfsmount _netdev,noauto,nofail,x-systemd.after=network-online.target,noatime,nodiratime,data=$scratch/mount-data,network-key=$scratch/network.key,key=$scratch/volume.key,listen=127.0.0.1:0,replicas=1 0 0
+dfs-pkg-test $mnt fuse.dfsmount _netdev,nofail,x-systemd.after=network-online.target,noatime,nodiratime,data=$scratch/mount-data,network-key=$scratch/network.key,key=$scratch/volume.key,listen=127.0.0.1:0,replicas=1 0 0
 TAB
 sed "s|^network-key = .*|network-key = $scratch/missing.key|" "$scratch/mount.conf" > "$scratch/bad.conf"
 
@@ -219,6 +219,9 @@ unshare -m --propagation private bash -euo pipefail -c '
 
   # 3. From a scratch fstab line (mount -T), the node options as -o options.
   mount -T "$scratch/fstab" "$mnt"
+  # mount -a finds it mounted (the source shown is the fstab source): no second mount.
+  mount -a -T "$scratch/fstab"
+  [[ $(findmnt -n "$mnt" | wc -l) == 1 ]] || { echo "FAIL: mount -a mounted again" >&2; exit 1; }
   [[ $(findmnt -n -o SOURCE,FSTYPE "$mnt" | xargs) == "dfs-pkg-test fuse.dfsmount" ]] ||
     { echo "FAIL: mount table: $(findmnt -n "$mnt")" >&2; exit 1; }
   cmp "$scratch/in.bin" "$mnt/docs/in.bin"
