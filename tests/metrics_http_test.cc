@@ -185,19 +185,20 @@ TEST_F(MetricsHttpTest, GarbageOversizedHeadersAndBodiesAreRefused) {
 
 TEST_F(MetricsHttpTest, ASlowClientTimesOutWithoutHoldingOthersUp) {
   net::MetricsHttpOptions options;
-  options.read_timeout = 500ms;
+  options.read_timeout = 2s;
   Start(options);
   int slow = Connect(port_);
   ASSERT_GE(slow, 0);
   SendAll(slow, "GET /metr");  // and then nothing
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(Scrape(port_)["dfs_up"], 1);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 400ms) << "served while the slow one waits";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms) << "served while the slow one waits";
   Received r = ReadToClose(slow);
   ::close(slow);
   EXPECT_TRUE(r.closed) << "closed by the server's read timeout";
   EXPECT_TRUE(r.bytes.empty()) << r.bytes;
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 1500ms) << "not before the timeout";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
 }
 
 TEST_F(MetricsHttpTest, ConnectionsPastTheLimitAreClosed) {
