@@ -92,8 +92,9 @@ else
   echo "skipped: systemd-analyze is not installed (units not verified)"
 fi
 
-# The completion offers exactly the subcommands of `dfs --help`, and the
-# global options (bash-completion's helpers stubbed: it may not be installed).
+# The completion offers exactly the subcommands of `dfs --help` (it reads
+# them from there), the options of each level, and files where a PATH goes
+# (bash-completion's helpers stubbed: it may not be installed).
 complete_words() {
   bash -c '
     _init_completion() { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]};
@@ -101,14 +102,17 @@ complete_words() {
     _filedir() { COMPREPLY=(FILE); }
     source "$1"; shift
     COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _dfs
-    printf "%s\n" "${COMPREPLY[@]}" | sort' _ "$root/usr/share/bash-completion/completions/dfs" "$@"
+    printf "%s\n" "${COMPREPLY[@]}" | sort' _ "$root/usr/share/bash-completion/completions/dfs" \
+    "$root/usr/bin/dfs" "$@"
 }
 want=$("$root/usr/bin/dfs" --help | sed -n '/^Subcommands:/,$p' | awk 'NR > 1 && /^  [a-z]/ {print $1}' | sort)
-[[ -n $want && $(complete_words dfs "") == "$want" ]] || fail "completion of 'dfs ': $(complete_words dfs "" | xargs)"
-[[ $(complete_words dfs --data /x "") == "$want" ]] || fail "completion after --data DIR"
-[[ $(complete_words dfs --d) == "--data" ]] || fail "completion of --d"
-[[ $(complete_words dfs ls --j) == "--json" ]] || fail "completion of ls --j"
-[[ $(complete_words dfs put docs/a "") == "FILE" ]] || fail "completion of put's PATH"
+[[ $want == *put* && $want == *ls* && $(complete_words "") == "$want" ]] || fail "completion of 'dfs ': $(complete_words "" | xargs)"
+[[ $(complete_words --data /x "") == "$want" ]] || fail "completion after --data DIR"
+[[ $(complete_words --d) == "--data" ]] || fail "completion of --d: $(complete_words --d | xargs)"
+[[ $(complete_words --data /x --k) == "--key" ]] || fail "completion of --k"
+[[ $(complete_words ls --j) == "--json" ]] || fail "completion of ls --j: $(complete_words ls --j | xargs)"
+[[ $(complete_words --key k put docs/a "") == "FILE" ]] || fail "completion of put's PATH"
+[[ -z $(complete_words put "") ]] || fail "completion of put's KEY offers files"
 echo "bash completion ok"
 
 # --- the unpacked programs do real work ---------------------------------------
