@@ -46,14 +46,19 @@ RepairStats RepairPass(ChunkStore& local, PeerNetwork& network, std::size_t repl
       Result<bool> has = network.HasChunk(holder, id, deadline);
       if (has.ok() && *has) continue;
       lacking = true;
+      HolderRepair& where = stats.holders[holder];
+      ++where.lacked;
       if (sealed.empty() && !local.Get(id, &sealed).ok()) {
         ++stats.failed;  // our copy is bad: scrub's business
+        ++where.failed;
         continue;
       }
       if (network.PutChunk(holder, id, sealed, deadline).ok()) {
         ++stats.copies_made;
+        ++where.copied;
       } else {
         ++stats.failed;
+        ++where.failed;
       }
     }
     sealed.clear();

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "core/chunk_store.h"
@@ -26,11 +27,21 @@
 
 namespace dfs::core {
 
+// One holder's share of a pass: where the missing copies were.
+struct HolderRepair {
+  std::uint64_t lacked = 0;  // chunks it should hold and did not
+  std::uint64_t copied = 0;  // copies sent to it
+  std::uint64_t failed = 0;  // copies that could not be sent (or our copy was bad)
+};
+
 struct RepairStats {
   std::uint64_t checked = 0;           // local chunks looked at
   std::uint64_t under_replicated = 0;  // chunks that lacked a copy on a holder
   std::uint64_t copies_made = 0;       // copies sent to holders
   std::uint64_t failed = 0;            // copies that could not be made (retried next pass)
+  // Holders (other than this node) that lacked anything; at most one entry
+  // per live member.
+  std::map<NodeId, HolderRepair> holders;
 };
 
 // Calls `progress(checked)` now and then; stops early (returning what it did)

@@ -540,6 +540,56 @@ TEST_F(DfsdTest, ScrubReplacesADamagedChunkFromAPeer) {
   EXPECT_NE(status.out.find("ALIVE"), std::string::npos) << status.out;
 }
 
+// dfs repair: a pass on demand gives every chunk its copies now, and says
+// where they were missing (also in status).
+TEST_F(DfsdTest, RepairOnDemandRestoresCopiesAndSaysWhere) {
+  StartKeyed("a", {}, {"--replicas", "2"});
+  fs::path in = dir_ / "repair.in";
+  WriteRandomFile(in, 3, 8);
+  auto put = Dfs({"--data", Data("a"), "put", "repaired", in.string()});
+  ASSERT_EQ(put.exit_code, 0) << put.err;  // alone: a write quorum of one
+  const std::size_t n = ChunkFiles(Data("a")).size();
+  ASSERT_GE(n, 2u);
+  StartKeyed("b", {Address("a")}, {"--replicas", "2"});
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 1 && AlivePeers("b") == 1; }, 10s));
+
+  // Whether or not the pass the join starts got there first, b holds every
+  // chunk once dfs repair returns.
+  auto r = Dfs({"--data", Data("a"), "repair", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["last_checked"], n) << r.out;
+  EXPECT_EQ(j["last_failed"], 0) << r.out;
+  EXPECT_EQ(ChunkFiles(Data("b")).size(), n);
+
+  // Two of b's copies go missing: the next pass finds exactly those, on b.
+  std::vector<fs::path> on_b = ChunkFiles(Data("b"));
+  fs::remove(on_b[0]);
+  fs::remove(on_b[1]);
+  r = Dfs({"--data", Data("a"), "repair", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["last_under_replicated"], 2) << r.out;
+  EXPECT_EQ(j["last_copies_made"], 2) << r.out;
+  ASSERT_EQ(j["holders"].size(), 1u) << r.out;
+  EXPECT_EQ(j["holders"][0]["address"], Address("b")) << r.out;
+  EXPECT_EQ(j["holders"][0]["node"], Status("b")["node"]) << r.out;
+  EXPECT_EQ(j["holders"][0]["lacked"], 2) << r.out;
+  EXPECT_EQ(j["holders"][0]["copied"], 2) << r.out;
+  EXPECT_EQ(j["holders"][0]["failed"], 0) << r.out;
+  EXPECT_TRUE(fs::exists(on_b[0]) && fs::exists(on_b[1]));
+
+  // The human forms say the same.
+  auto status = Dfs({"--data", Data("a"), "status"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find(fmt::format("lacked on {} (", Address("b"))), std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("2 chunks, 2 copied, 0 failed"), std::string::npos) << status.out;
+  r = Dfs({"--data", Data("a"), "repair"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, fmt::format("checked {} chunks: 0 lacked a copy on a holder, 0 copies made, 0 failed\n", n));
+}
+
 TEST_F(DfsdTest, ScrubWithoutARunningNodeSaysToStartOne) {
   StartKeyed("a", {});
   ASSERT_EQ(Dfs({"--data", Data("a"), "put", "k", (dir_ / "net.key").string()}).exit_code, 0);

@@ -53,8 +53,16 @@ TEST(RepairTest, AfterANodeIsLostEveryChunkRegainsThreeCopiesIncludingOnANewcome
     EXPECT_EQ(s.failed, 0u);
     total.copies_made += s.copies_made;
     total.under_replicated += s.under_replicated;
+    // Where: only the newcomer lacked copies, and each was sent.
+    for (const auto& [holder, where] : s.holders) {
+      EXPECT_EQ(holder, c.ids[3]);
+      EXPECT_EQ(where.lacked, where.copied);
+      EXPECT_EQ(where.failed, 0u);
+      total.holders[holder].lacked += where.lacked;
+    }
   }
   EXPECT_EQ(total.copies_made, kChunks) << "the newcomer needs one copy of each, made once";
+  EXPECT_EQ(total.holders[c.ids[3]].lacked, kChunks);
   for (std::uint32_t i = 0; i < kChunks; ++i) {
     EXPECT_EQ(c.CopiesOn(testing::TestChunkId(i), live), 3) << i;
     Bytes copy;
@@ -65,6 +73,7 @@ TEST(RepairTest, AfterANodeIsLostEveryChunkRegainsThreeCopiesIncludingOnANewcome
   RepairStats again = RepairPass(*c.stores[0], *c.views[0], 3, std::chrono::seconds(1), stop);
   EXPECT_EQ(again.copies_made, 0u);
   EXPECT_EQ(again.under_replicated, 0u);
+  EXPECT_TRUE(again.holders.empty());
 }
 
 TEST(RepairTest, ScrubReplacesABadCopyWithAVerifiedOneAndNamesWhatItCannotFix) {

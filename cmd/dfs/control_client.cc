@@ -267,4 +267,10 @@ Result<core::ScrubStats> ScrubThroughNode(
   return client.Scrub(progress);
 }
 
+Result<nlohmann::json> RepairThroughNode(const std::filesystem::path& data_dir,
+                                         const std::function<void(std::uint64_t)>& progress) {
+  DFS_ASSIGN_OR_RETURN(ControlClient client, ConnectNode(data_dir));
+  return client.Repair(progress);
+}
+
 }  // namespace dfs::cli

@@ -61,4 +61,9 @@ core::Result<core::ScrubStats> ScrubThroughNode(
     const std::filesystem::path& data_dir,
     const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress);
 
+// Has the node running on `data_dir` run a repair pass now; `progress`
+// follows the chunks checked. Returns the pass (status's "repair" object).
+core::Result<nlohmann::json> RepairThroughNode(
+    const std::filesystem::path& data_dir, const std::function<void(std::uint64_t checked)>& progress);
+
 }  // namespace dfs::cli

@@ -4,7 +4,7 @@
 //   dfs [--data DIR] [--key FILE] put KEY [PATH|-]
 //   dfs [--data DIR] [--key FILE] get KEY [PATH|-]
 //   dfs ... rm KEY | has KEY | ls [PREFIX] [--json] | stat KEY [--json]
-//   dfs [--data DIR] status [--json] | peers [--json] | scrub [--json]
+//   dfs [--data DIR] status [--json] | peers [--json] | scrub [--json] | repair [--json]
 //
 // Errors are one line on stderr ("dfs: ...") and exit status 1; `has` exits
 // 0 (present), 1 (absent) or 2 (error); `scrub` exits 1 when a chunk is
@@ -243,6 +243,18 @@ void PrintPeers(const nlohmann::json& peers) {
   }
 }
 
+// Where the last repair pass found copies missing: one line per holder.
+void PrintHolders(const nlohmann::json& repair) {
+  auto holders = repair.find("holders");
+  if (holders == repair.end() || !holders->is_array()) return;
+  for (const nlohmann::json& h : *holders) {
+    std::string node = h.value("node", "");
+    fmt::print("  lacked on {} ({}): {} chunks, {} copied, {} failed\n", h.value("address", "?"),
+               node.substr(0, 16), h.value("lacked", std::uint64_t{0}),
+               h.value("copied", std::uint64_t{0}), h.value("failed", std::uint64_t{0}));
+  }
+}
+
 // Files, ops and replication health from a node's status JSON; each line
 // only when the node reports it.
 void PrintHealth(const nlohmann::json& j) {
@@ -263,6 +275,7 @@ void PrintHealth(const nlohmann::json& j) {
                                                     r.value("last_failed", std::uint64_t{0}));
   fmt::print("last repair:      {}{}\n", last,
              r.value("running", false) ? " (a pass is running now)" : "");
+  PrintHolders(r);
 }
 
 int CmdNode(const Globals& g, const std::string& what, bool json) {
@@ -290,18 +303,21 @@ int CmdNode(const Globals& g, const std::string& what, bool json) {
   return 0;
 }
 
+// A progress bar's total for a pass over the node's chunks: the chunks it
+// holds, asked only when stderr is a terminal (0 otherwise).
+Result<std::uint64_t> ChunksForProgress(const std::filesystem::path& dir) {
+  if (::isatty(STDERR_FILENO) != 1) return std::uint64_t{0};
+  DFS_ASSIGN_OR_RETURN(nlohmann::json status, AskNode(dir, "status"));
+  return status.value("chunks", std::uint64_t{0});
+}
+
 int CmdScrub(const Globals& g, bool json) {
   std::filesystem::path dir = DataDir(g);
-  // The bar's total is the chunks the node holds; asked only for a terminal.
-  std::uint64_t total = 0;
-  if (::isatty(STDERR_FILENO) == 1) {
-    Result<nlohmann::json> status = AskNode(dir, "status");
-    if (!status.ok()) return Fail(status.status());
-    total = status->value("chunks", std::uint64_t{0});
-  }
+  Result<std::uint64_t> total = ChunksForProgress(dir);
+  if (!total.ok()) return Fail(total.status());
   Result<core::ScrubStats> result = core::ScrubStats{};
   {
-    Progress progress("scrub", total, Progress::Unit::kChunks);
+    Progress progress("scrub", *total, Progress::Unit::kChunks);
     result = ScrubThroughNode(dir, [&](std::uint64_t checked, std::uint64_t bad) {
       if (bad > 0) progress.SetLabel(fmt::format("scrub ({} bad)", bad));
       progress.Update(checked);
@@ -337,6 +353,35 @@ int CmdScrub(const Globals& g, bool json) {
                stats.unrepaired);
   }
   return stats.bad == stats.repaired ? 0 : 1;
+}
+
+int CmdRepair(const Globals& g, bool json) {
+  std::filesystem::path dir = DataDir(g);
+  Result<std::uint64_t> total = ChunksForProgress(dir);
+  if (!total.ok()) return Fail(total.status());
+  Result<nlohmann::json> result = nlohmann::json::object();
+  {
+    Progress progress("repair", *total, Progress::Unit::kChunks);
+    result = RepairThroughNode(dir, [&](std::uint64_t checked) { progress.Update(checked); });
+    if (result.ok()) progress.Update(result->value("last_checked", std::uint64_t{0}));
+  }
+  if (!result.ok()) return Fail(result.status());
+  const nlohmann::json& r = *result;
+  const std::uint64_t failed = r.value("last_failed", std::uint64_t{0});
+  if (json) {
+    fmt::print("{}\n", r.dump(2));
+  } else {
+    fmt::print("checked {} chunks: {} lacked a copy on a holder, {} copies made, {} failed\n",
+               r.value("last_checked", std::uint64_t{0}),
+               r.value("last_under_replicated", std::uint64_t{0}),
+               r.value("last_copies_made", std::uint64_t{0}), failed);
+    PrintHolders(r);
+  }
+  if (failed > 0) {
+    fmt::print(stderr, "dfs: {} copies could not be made: some chunks have fewer than R copies\n",
+               failed);
+  }
+  return failed == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -386,6 +431,9 @@ int main(int argc, char** argv) {
   auto* scrub = app.add_subcommand(
       "scrub", "have the running dfsd verify its chunks and replace bad ones from peers");
   scrub->add_flag("--json", json, "print a JSON object");
+  auto* repair = app.add_subcommand(
+      "repair", "have the running dfsd give every chunk it holds a copy on each live holder now");
+  repair->add_flag("--json", json, "print a JSON object");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -399,5 +447,6 @@ int main(int argc, char** argv) {
   if (*status) return CmdNode(g, "status", json);
   if (*peers) return CmdNode(g, "peers", json);
   if (*scrub) return CmdScrub(g, json);
+  if (*repair) return CmdRepair(g, json);
   return 1;
 }

@@ -384,4 +384,16 @@ Result<core::ScrubStats> ControlClient::Scrub(
   }
 }
 
+Result<json> ControlClient::Repair(const std::function<void(std::uint64_t)>& progress) {
+  std::function<void(const json&)> on_progress;
+  if (progress) {
+    on_progress = [&](const json& line) { progress(line.at("progress").get<std::uint64_t>()); };
+  }
+  // As long as the pass takes: its progress lines and final line end the wait.
+  DFS_ASSIGN_OR_RETURN(json answer, Call({{"op", "repair"}}, -1, kNoDeadline, on_progress, {}));
+  auto result = answer.find("result");
+  if (result == answer.end() || !result->is_object()) return Malformed();
+  return *result;
+}
+
 }  // namespace dfs::node

@@ -19,13 +19,15 @@
 //                    "name" (put, get; optional) names that file in errors.
 //                    Ops: put, get, rm, has, stat (with "key"), ls (with
 //                    "prefix", "" or absent for every key), status, peers,
-//                    scrub.
+//                    scrub, repair.
 //   node -> client   JSON lines:
 //                    put, get: zero or more {"progress":N} (plaintext bytes
 //                         done; at most about 5 a second);
 //                    scrub: zero or more {"progress":N,"bad":B} (local
 //                         chunks checked, and found bad, so far; at most
 //                         about 5 a second);
+//                    repair: zero or more {"progress":N} (local chunks
+//                         checked so far);
 //                    ls:  one {"item":{"key":K,"size":N,"chunks":N,"mtime":T}}
 //                         per key in byte order, sent as the listing goes;
 //                    then exactly one final line:
@@ -34,7 +36,9 @@
 //                         {"ok":true,"present":B}            has
 //                         {"ok":true,"key":K,"size":N,"chunks":N,
 //                          "stored_bytes":N,"mtime":T}       stat
-//                         {"ok":true,"result":J}             status, peers
+//                         {"ok":true,"result":J}             status, peers,
+//                                                            repair (J as status's
+//                                                            "repair")
 //                         {"ok":true,"checked":N,"bad":N,"repaired":N,
 //                          "unrepaired":N,"unrepaired_ids":[H,..]}  scrub
 //                    or   {"ok":false,"code":C,"error":"message"}
@@ -178,6 +182,10 @@ class ControlClient {
   // kUnavailable (a node that does not scrub), the connection's.
   core::Result<core::ScrubStats> Scrub(
       const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress = {});
+  // Has the node run a repair pass now; `progress(checked)` follows its
+  // progress lines. Returns the pass as JSON (status's "repair" object).
+  // Errors: kUnavailable (a node that does not repair), the connection's.
+  core::Result<nlohmann::json> Repair(const std::function<void(std::uint64_t checked)>& progress = {});
 
  private:
   explicit ControlClient(UniqueFd fd) : fd_(std::move(fd)) {}

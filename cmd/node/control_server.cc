@@ -293,6 +293,16 @@ std::string AnswerScrub(int sock, const ControlHandlers& h) {
                    {"unrepaired_ids", std::move(ids)}});
 }
 
+// Runs a repair pass, streaming its progress; returns the final line.
+std::string AnswerRepair(int sock, const ControlHandlers& h) {
+  if (!h.repair) return ErrorLine(Status::Unavailable("this node does not repair"));
+  ProgressLines progress(sock);
+  json result = json::parse(h.repair([&](std::uint64_t checked) { progress.Update(checked); }),
+                            nullptr, /*allow_exceptions=*/false);
+  if (result.is_discarded()) return ErrorLine(Status::Io("the node's repair is not valid JSON"));
+  return JsonLine({{"ok", true}, {"result", std::move(result)}});
+}
+
 std::string AnswerRequest(int sock, const ControlHandlers& h, const Request& req, UniqueFd passed) {
   if (req.op == "status" || req.op == "peers") {
     const auto& fn = req.op == "status" ? h.status_json : h.peers_json;
@@ -305,9 +315,9 @@ std::string AnswerRequest(int sock, const ControlHandlers& h, const Request& req
     }
     return JsonLine({{"ok", true}, {"result", std::move(result)}});
   }
-  if (req.op == "scrub") {
+  if (req.op == "scrub" || req.op == "repair") {
     passed.Reset();
-    return AnswerScrub(sock, h);
+    return req.op == "scrub" ? AnswerScrub(sock, h) : AnswerRepair(sock, h);
   }
   if (!IsFileOp(req.op)) {
     return ErrorLine(Status::InvalidArgument(fmt::format("unknown request \"{}\"", req.op)));

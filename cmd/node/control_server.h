@@ -50,6 +50,11 @@ struct ControlHandlers {
   std::function<core::ScrubStats(
       const std::function<void(std::uint64_t checked, std::uint64_t bad)>& progress)>
       scrub;
+  // Runs a repair pass now (`dfs repair`): every local chunk gets a copy on
+  // each live holder that lacks one. Calls `progress(checked)` now and
+  // then, on the calling thread; returns the pass as JSON text (the same
+  // object as status's "repair"). Unset: repair requests answer an error.
+  std::function<std::string(const std::function<void(std::uint64_t checked)>& progress)> repair;
 };
 
 class ControlServer {

@@ -137,6 +137,9 @@ core::Status Node::Start() {
   handlers.scrub = [this](const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
     return Scrub(progress);
   };
+  handlers.repair = [this](const std::function<void(std::uint64_t)>& progress) {
+    return RepairNow(progress);
+  };
   DFS_ASSIGN_OR_RETURN(control_,
                        ControlServer::Start(config_.data_dir / "control.sock", std::move(handlers)));
 
@@ -283,25 +286,7 @@ void Node::RepairLoop() {
     bool settled = now - stable_since >= std::chrono::seconds(2);
     if (settled && (first || (joined && live.size() > 1) || gone)) {
       first = false;
-      {
-        std::lock_guard state(repair_mu_);
-        repair_.running = true;
-        repair_.started = std::chrono::system_clock::now();
-      }
-      repair_progress_ = 0;
-      core::RepairStats stats = core::RepairPass(
-          *local_store_, *network_, static_cast<std::size_t>(config_.replicas),
-          std::chrono::seconds(10), stopping_,
-          [this](std::uint64_t checked) { repair_progress_ = checked; });
-      if (stats.copies_made > 0 || stats.failed > 0) {
-        spdlog::info("repair: {} chunks checked, {} lacked copies, {} copies made, {} failed",
-                     stats.checked, stats.under_replicated, stats.copies_made, stats.failed);
-      }
-      std::lock_guard state(repair_mu_);
-      repair_.running = false;
-      ++repair_.passes;
-      repair_.last = stats;
-      repair_.finished = std::chrono::system_clock::now();
+      core::RepairStats stats = RunRepairPass({});
       // Members that failed copies are tried again on the next change.
       if (stats.failed == 0) {
         last_pass = live;
@@ -310,6 +295,63 @@ void Node::RepairLoop() {
     }
     lock.lock();
   }
+}
+
+core::RepairStats Node::RunRepairPass(const std::function<void(std::uint64_t)>& progress) {
+  std::lock_guard one_at_a_time(repair_pass_mu_);
+  {
+    std::lock_guard state(repair_mu_);
+    repair_.running = true;
+    repair_.started = std::chrono::system_clock::now();
+  }
+  repair_progress_ = 0;
+  core::RepairStats stats = core::RepairPass(
+      *local_store_, *network_, static_cast<std::size_t>(config_.replicas), std::chrono::seconds(10),
+      stopping_, [&](std::uint64_t checked) {
+        repair_progress_ = checked;
+        if (progress) progress(checked);
+      });
+  if (stats.copies_made > 0 || stats.failed > 0) {
+    spdlog::info("repair: {} chunks checked, {} lacked copies, {} copies made, {} failed",
+                 stats.checked, stats.under_replicated, stats.copies_made, stats.failed);
+  }
+  std::lock_guard state(repair_mu_);
+  repair_.running = false;
+  ++repair_.passes;
+  repair_.last = stats;
+  repair_.finished = std::chrono::system_clock::now();
+  return stats;
+}
+
+std::string Node::RepairNow(const std::function<void(std::uint64_t)>& progress) {
+  (void)RunRepairPass(progress);
+  return RepairJson(repair_state()).dump(2);
+}
+
+nlohmann::json Node::RepairJson(const RepairState& r) {
+  nlohmann::json holders = nlohmann::json::array();
+  if (!r.last.holders.empty()) {
+    std::vector<net::PeerInfo> peers = OnIo([this] { return mesh_->Peers(); });
+    for (const auto& [id, where] : r.last.holders) {
+      std::string address;
+      for (const net::PeerInfo& p : peers) {
+        if (p.id == id) address = p.address;
+      }
+      holders.push_back({{"node", id.ToHex()},
+                         {"address", address},
+                         {"lacked", where.lacked},
+                         {"copied", where.copied},
+                         {"failed", where.failed}});
+    }
+  }
+  return {{"running", r.running},
+          {"passes", r.passes},
+          {"last_checked", r.last.checked},
+          {"last_under_replicated", r.last.under_replicated},
+          {"last_copies_made", r.last.copies_made},
+          {"last_failed", r.last.failed},
+          {"last_finished", Iso(r.finished)},
+          {"holders", std::move(holders)}};
 }
 
 RepairState Node::repair_state() {
@@ -355,13 +397,7 @@ std::string Node::StatusJson() {
   j["ops_received"] = op_sync_->accepted();
   if (metrics_http_) j["metrics"] = fmt::format("{}:{}", config_.metrics_address->first, metrics_port());
   RepairState r = repair_state();
-  j["repair"] = {{"running", r.running},
-                 {"passes", r.passes},
-                 {"last_checked", r.last.checked},
-                 {"last_under_replicated", r.last.under_replicated},
-                 {"last_copies_made", r.last.copies_made},
-                 {"last_failed", r.last.failed},
-                 {"last_finished", Iso(r.finished)}};
+  j["repair"] = RepairJson(r);
   // Chunks that lacked a copy at the last pass and could not all be fixed.
   j["under_replicated"] = r.last.failed > 0 ? r.last.under_replicated : 0;
   if (files_) {

@@ -32,6 +32,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/disk_chunk_store.h"
 #include "core/file_server.h"
 #include "core/key_file.h"
@@ -108,6 +110,9 @@ class Node {
   // Verifies every local chunk and replaces bad ones from peers (dfs scrub).
   core::ScrubStats Scrub(const std::function<void(std::uint64_t, std::uint64_t)>& progress);
   RepairState repair_state();
+  // Runs a repair pass now (`dfs repair`), after any pass already running;
+  // returns it as JSON (status's "repair" object).
+  std::string RepairNow(const std::function<void(std::uint64_t checked)>& progress);
 
   // This node's metrics (the FileServer's and, under a mount, the FUSE
   // calls' register here); served over HTTP with --metrics.
@@ -121,6 +126,10 @@ class Node {
   // serves it when --metrics is given.
   core::Status StartMetrics();
   void RepairLoop();
+  // One pass, after any other running (repair_pass_mu_), recorded in repair_.
+  core::RepairStats RunRepairPass(const std::function<void(std::uint64_t)>& progress);
+  // What status and dfs repair show of a pass: counts, and where copies lacked.
+  nlohmann::json RepairJson(const RepairState& r);
   // Runs fn on the network thread and waits for it.
   template <typename Fn>
   auto OnIo(Fn fn) -> decltype(fn());
@@ -155,6 +164,7 @@ class Node {
   std::condition_variable repair_cv_;
   std::atomic<bool> stopping_{false};
   RepairState repair_;  // guarded by repair_mu_
+  std::mutex repair_pass_mu_;  // one pass at a time (the loop's, dfs repair's)
   std::atomic<std::uint64_t> repair_progress_{0};  // chunks checked by the pass running
 
   std::mutex observer_mu_;
