@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dfs needs to build and test on Debian 12, from Debian's own
 # packages. Safe to run again: it installs only what is missing.
+#   scripts/install-deps.sh [--bench]
 set -euo pipefail
 
 PACKAGES=(
@@ -10,6 +11,11 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   sqlite3 attr util-linux procps time iproute2
 )
+
+# --bench: also what bench/suite.sh compares against and drives.
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(fio bindfs gocryptfs git)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
