@@ -81,6 +81,10 @@ class ChunkStream {
   // Bytes consumed from the reader so far.
   std::uint64_t bytes_read() const { return bytes_read_; }
 
+  // True once the reader is exhausted and every byte was handed out: the
+  // chunk NextInto gave last was the stream's last.
+  bool done() const { return eof_ && carry_.empty(); }
+
  private:
   const Chunker& chunker_;
   Reader& reader_;

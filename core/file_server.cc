@@ -355,7 +355,7 @@ Status FileServer::StoreChunks(Reader& reader, std::string_view what, const Prog
     if (window.size() >= options_.pipeline_depth) retire_front();
     if (!failed.ok()) break;
     job->ref.size = static_cast<std::uint32_t>(job->input.size());
-    pool_.Submit([this, job] {
+    auto work = [this, job] {
       // Pin before looking: a concurrent delete then cannot remove the chunk
       // between our Has() and the commit that references it.
       job->ref.id = crypto_.ComputeId(job->input);
@@ -375,8 +375,15 @@ Status FileServer::StoreChunks(Reader& reader, std::string_view what, const Prog
       Status s = store_->Put(job->ref.id, out);
       job->newly_written = s.ok();
       job->Finish(std::move(s));
-    });
-    window.push_back(std::move(job));
+    };
+    window.push_back(job);
+    // A stream of one chunk (a small file) is done on this thread: a hand-off
+    // to a worker and back would cost more than the work.
+    if (window.size() == 1 && stream.done()) {
+      work();
+    } else {
+      pool_.Submit(std::move(work));
+    }
   }
   while (!window.empty()) retire_front();
   // No Sync here: the chunks become durable in the Flush that makes the

@@ -201,6 +201,7 @@ TEST(ChunkerTest, NextIntoHandsEachChunkOverInTheCallersBuffer) {
     ASSERT_TRUE(more.ok());
     if (!*more) break;
     got.push_back(buf.size());
+    EXPECT_EQ(stream.done(), got.size() == want.size()) << "done exactly after the last chunk";
     EXPECT_LE(buf.capacity(), 65536 + ChunkStream::kReadSize) << "bounded";
     joined.insert(joined.end(), buf.begin(), buf.end());
   }

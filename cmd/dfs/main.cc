@@ -293,6 +293,7 @@ int CmdNode(const Globals& g, const std::string& what, bool json) {
   fmt::print("node:     {}\nlisten:   {}\ndata:     {}\nkeyless:  {}\nreplicas: {}\n",
              j.value("node", ""), j.value("listen", ""), j.value("data", ""),
              j.value("keyless", false) ? "yes" : "no", j.value("replicas", 0));
+  if (j.contains("metrics")) fmt::print("metrics:  http://{}/metrics\n", j.value("metrics", ""));
   if (j.contains("chunks")) {
     fmt::print("held:     {} chunks, {}\n", j["chunks"].get<std::uint64_t>(),
                HumanBytes(j["bytes"].get<std::uint64_t>()));
