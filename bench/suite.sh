@@ -99,11 +99,12 @@ setup_fs() {  # NAME -> sets FS_DIR
     plain) mkdir -p "$work/plain"; FS_DIR=$work/plain ;;
     bindfs)
       mkdir -p "$work/bind-src" "$work/bind"
-      bindfs "$work/bind-src" "$work/bind"; mounts+=("$work/bind"); FS_DIR=$work/bind ;;
+      # libfuse 2 underneath: big_writes, or every write is cut to 4 KiB.
+      bindfs -o big_writes "$work/bind-src" "$work/bind"; mounts+=("$work/bind"); FS_DIR=$work/bind ;;
     gocryptfs)
       mkdir -p "$work/gc-cipher" "$work/gc"
       gocryptfs -q -init -extpass "echo dfs-suite" -scryptn 10 "$work/gc-cipher" >/dev/null
-      gocryptfs -q -extpass "echo dfs-suite" "$work/gc-cipher" "$work/gc"
+      gocryptfs -q -nosyslog -extpass "echo dfs-suite" "$work/gc-cipher" "$work/gc"
       mounts+=("$work/gc"); FS_DIR=$work/gc ;;
     dfs) start_dfs solo "$work/dfs" 1; FS_DIR=$work/dfs ;;
   esac

@@ -886,6 +886,9 @@ Status TreeMount::Unstream(OpenFile& file) {
   if (!file.stream) return Status::Ok();
   std::unique_ptr<core::UploadStream> stream = std::move(file.stream);
   DFS_ASSIGN_OR_RETURN(core::Manifest uploaded, stream->Finish());
+  // The stream began over content that was only a hole (a file extended by
+  // truncate before it was written, as fio does): the hole's tail stays.
+  if (uploaded.size < file.content->size) uploaded.AppendHole(file.content->size - uploaded.size);
   core::FileServer* fs = &files_;
   DFS_ASSIGN_OR_RETURN(
       file.staged,
@@ -899,14 +902,19 @@ Status TreeMount::Unstream(OpenFile& file) {
 }
 
 std::uint64_t TreeMount::Size(OpenFile& file) {
-  if (file.stream) return file.stream->size();
+  if (file.stream) return std::max(file.stream->size(), file.content->size);
   if (file.staged) return file.staged->size();
   return file.content->size;
 }
 
 Status TreeMount::Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data) {
   constexpr std::size_t kStreamFrom = 128 * 1024;  // cp's writes; small writes stage
-  if (!file.stream && !file.staged && file.content->size == 0 && offset == 0 &&
+  // Streamed when the file holds no bytes yet: empty, or only a hole.
+  auto no_data = [](const core::Manifest& m) {
+    return std::all_of(m.chunks.begin(), m.chunks.end(),
+                       [](const core::ChunkRef& r) { return r.IsHole(); });
+  };
+  if (!file.stream && !file.staged && no_data(*file.content) && offset == 0 &&
       data.size() >= kStreamFrom) {
     file.stream = std::make_unique<core::UploadStream>(files_);
     file.content_dirty = false;  // the upload replaces the content

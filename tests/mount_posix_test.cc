@@ -366,6 +366,43 @@ TEST_F(PosixMountTest, AppendsFromTwoDescriptorsAllLandAtTheEndInOrder) {
   EXPECT_EQ(Lstat(g).st_size, static_cast<off_t>(big.size()));
 }
 
+// fio's order: extend an empty file with ftruncate, then write it from the
+// start in large blocks (streamed, not staged). The size the truncate set
+// stays where the writes stop short of it; writes past it grow the file.
+TEST_F(PosixMountTest, AFileExtendedByTruncateThenWrittenInOrderKeepsItsSizeAndBytes) {
+  const std::string data = Str(testing::RandomBytes(3 << 20, 11));
+  for (std::size_t extend : {std::size_t{8} << 20, std::size_t{1} << 20}) {
+    std::string f = P("fio-" + std::to_string(extend));
+    int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(extend)), 0);
+    for (std::size_t off = 0; off < data.size(); off += 1 << 20) {
+      ASSERT_EQ(::pwrite(fd, data.data() + off, 1 << 20, static_cast<off_t>(off)), 1 << 20);
+      struct stat st {};
+      ASSERT_EQ(::fstat(fd, &st), 0);
+      EXPECT_EQ(static_cast<std::size_t>(st.st_size), std::max(extend, off + (1 << 20)));
+    }
+    ASSERT_EQ(::fsync(fd), 0);
+    ASSERT_EQ(::close(fd), 0);
+    const std::size_t size = std::max(extend, data.size());
+    EXPECT_EQ(static_cast<std::size_t>(Lstat(f).st_size), size);
+    EXPECT_TRUE(ReadAll(f) == data + std::string(size - data.size(), '\0'));
+  }
+  // A read in the middle of such a stream sees the bytes so far and the
+  // hole after them; writing then goes on.
+  std::string f = P("fio-read");
+  int fd = ::open(f.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 4 << 20), 0);
+  ASSERT_EQ(::pwrite(fd, data.data(), 1 << 20, 0), 1 << 20);
+  std::string back(8192, 'x');
+  ASSERT_EQ(::pread(fd, back.data(), back.size(), (1 << 20) - 4096), 8192);
+  EXPECT_TRUE(back == data.substr((1 << 20) - 4096, 4096) + std::string(4096, '\0'));
+  ASSERT_EQ(::pwrite(fd, data.data() + (1 << 20), 1 << 20, 1 << 20), 1 << 20);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_TRUE(ReadAll(f) == data.substr(0, 2 << 20) + std::string(2 << 20, '\0'));
+}
+
 TEST_F(PosixMountTest, TruncatesShrinkGrowWithZerosAndAnOpenFileWritesPastTheNewEnd) {
   std::string f = P("t");
   std::string data = Str(testing::RandomBytes(300000, 7));
