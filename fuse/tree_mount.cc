@@ -406,7 +406,12 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   FillStat(&p.attr, p.ino, e->attr);
   p.attr_timeout = kTimeout;
   p.entry_timeout = kTimeout;
+  // Made just now, the file is empty: O_TRUNC has nothing to cut, and must
+  // not count as a change of content (an op of its own per new file).
+  const int flags = fi->flags;
+  fi->flags &= ~O_TRUNC;
   core::Result<TreeMount::Handle*> h = NewHandle(m, p.ino, e->attr.inode, fi);
+  fi->flags = flags;
   if (!h.ok()) {
     m->Forget(p.ino, 1);
     return (void)fuse_reply_err(req, Errno(h.status()));

@@ -90,6 +90,33 @@ TEST_F(MountTest, KeysReadBackThroughTheMountAndSigtermUnmounts) {
   EXPECT_FALSE(Mounted(mnt_));
 }
 
+// What a shell's `echo x > new` costs in the replicated log: the create and
+// the content, two ops per file; O_TRUNC on a file just made adds none (it
+// used to add a third). Rewriting an existing file with O_TRUNC commits its
+// truncation and new content as one op.
+TEST_F(MountTest, ANewFileWrittenWithOTruncCostsTwoOps) {
+  std::vector<std::string> argv = MountArgs("m");
+  argv.push_back("-f");
+  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
+  pids_.push_back(pid);
+  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  auto write = [&](const std::string& name, const std::string& text) {
+    int fd = ::open((mnt_ / name).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0) << name;
+    ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ASSERT_EQ(::close(fd), 0);
+  };
+  for (int i = 0; i < 10; ++i) write("f" + std::to_string(i), "small " + std::to_string(i));
+  write("f0", "again");  // an existing file: truncate and content, one op
+  EXPECT_EQ(Slurp(mnt_ / "f0"), "again");
+  EXPECT_EQ(testing::Stop(pid, SIGTERM), 0) << Slurp(dir_ / "mount.log");
+  pids_.clear();
+  auto count = testing::Run({"/usr/bin/sqlite3", (dir_ / "m" / "index.db").string(),
+                             "select count(*) from ops"});
+  ASSERT_EQ(count.exit_code, 0) << count.err;
+  EXPECT_EQ(std::stoi(count.out), 10 * 2 + 1) << "ops in the log";
+}
+
 TEST_F(MountTest, InTheBackgroundAFileWrittenOnAPeerIsReadFromIt) {
   int peer = testing::Spawn({testing::BinPath("dfsd"), "--data", (dir_ / "p").string(), "--listen",
                              "127.0.0.1:0", "--network-key", (dir_ / "net.key").string(), "--key",
