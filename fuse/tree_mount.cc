@@ -107,7 +107,8 @@ Attr Effective(TreeMount* m, std::uint64_t ino, Attr a) {
   std::shared_ptr<TreeMount::OpenFile> f = m->FindOpen(ino);
   if (!f) return a;
   std::lock_guard lock(f->mu);
-  if (f->stream || f->content_dirty || (f->staged && (f->staged->dirty() || f->base_uncommitted))) {
+  if (f->stream || !f->head.bytes.empty() || f->content_dirty ||
+      (f->staged && (f->staged->dirty() || f->base_uncommitted))) {
     a.size = m->Size(*f);
     if (f->mtime_ns != 0) a.mtime_ns = f->mtime_ns;
   }
@@ -356,6 +357,7 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
       // Nothing staged: the content is simply empty now (and a writer in
       // order from 0 can still upload as it writes).
       f->content = std::make_shared<const core::Manifest>();
+      f->head.Clear();
       f->content_dirty = true;
     } else {
       s = m->Stage(*f);
@@ -887,7 +889,37 @@ Status TreeMount::Release(std::uint64_t ino, const std::shared_ptr<OpenFile>& fi
   return s;
 }
 
+bool TreeMount::Head::Append(core::ByteSpan data, std::atomic<std::size_t>& total, std::size_t cap) {
+  if (total.fetch_add(data.size()) + data.size() > cap) {
+    total.fetch_sub(data.size());
+    return false;
+  }
+  budget = &total;
+  bytes.insert(bytes.end(), data.begin(), data.end());
+  return true;
+}
+
+void TreeMount::Head::Clear() {
+  if (budget != nullptr) budget->fetch_sub(bytes.size());
+  budget = nullptr;
+  core::Bytes().swap(bytes);
+}
+
 Status TreeMount::Unstream(OpenFile& file) {
+  if (!file.head.bytes.empty()) {
+    // The head becomes a staged file (content: nothing, or only a hole).
+    core::FileServer* fs = &files_;
+    DFS_ASSIGN_OR_RETURN(
+        std::unique_ptr<core::StagedFile> staged,
+        core::StagedFile::Create(options_.staging_dir, *file.content,
+                                 [fs](const core::Manifest& base, std::size_t i, core::Bytes* plain) {
+                                   return fs->ReadChunk(base, i, plain);
+                                 }));
+    DFS_RETURN_IF_ERROR(staged->Write(0, file.head.bytes));  // the head stays on failure
+    file.staged = std::move(staged);
+    file.head.Clear();
+    return Status::Ok();
+  }
   if (!file.stream) return Status::Ok();
   std::unique_ptr<core::UploadStream> stream = std::move(file.stream);
   DFS_ASSIGN_OR_RETURN(core::Manifest uploaded, stream->Finish());
@@ -908,21 +940,32 @@ Status TreeMount::Unstream(OpenFile& file) {
 
 std::uint64_t TreeMount::Size(OpenFile& file) {
   if (file.stream) return std::max(file.stream->size(), file.content->size);
+  if (!file.head.bytes.empty()) {
+    return std::max<std::uint64_t>(file.head.bytes.size(), file.content->size);
+  }
   if (file.staged) return file.staged->size();
   return file.content->size;
 }
 
 Status TreeMount::Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data) {
-  constexpr std::size_t kStreamFrom = 128 * 1024;  // cp's writes; small writes stage
+  constexpr std::size_t kStreamFrom = 128 * 1024;  // from here on a new file streams
   // Streamed when the file holds no bytes yet: empty, or only a hole.
   auto no_data = [](const core::Manifest& m) {
     return std::all_of(m.chunks.begin(), m.chunks.end(),
                        [](const core::ChunkRef& r) { return r.IsHole(); });
   };
-  if (!file.stream && !file.staged && no_data(*file.content) && offset == 0 &&
-      data.size() >= kStreamFrom) {
+  if (!file.stream && !file.staged && no_data(*file.content) && offset == file.head.bytes.size()) {
+    // Few bytes so far: in memory, one small upload at close.
+    if (file.head.bytes.size() + data.size() < kStreamFrom &&
+        file.head.Append(data, head_bytes_, kHeadBudget)) {
+      return Status::Ok();
+    }
     file.stream = std::make_unique<core::UploadStream>(files_);
     file.content_dirty = false;  // the upload replaces the content
+    if (!file.head.bytes.empty()) {
+      DFS_RETURN_IF_ERROR(file.stream->Write(file.head.bytes));
+      file.head.Clear();
+    }
   }
   if (file.stream && offset == file.stream->size()) return file.stream->Write(data);
   DFS_RETURN_IF_ERROR(Stage(file));
@@ -942,7 +985,37 @@ Status TreeMount::Stage(OpenFile& file) {
   return Status::Ok();
 }
 
+Status TreeMount::CommitHead(OpenFile& file) {
+  std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
+  core::FileServer::ChunkPins pins(&files_);
+  core::MemoryReader reader(file.head.bytes);
+  DFS_ASSIGN_OR_RETURN(core::Manifest next, files_.StoreData(reader, &pins));
+  if (next.size < file.content->size) next.AppendHole(file.content->size - next.size);
+  Status s = files_.CommitContent(file.inode, next, mtime, &pins);
+  if (!s.ok()) {
+    spdlog::error("commit of {}: {}", file.inode.ShortHex(), s.ToString());
+    return s;
+  }
+  file.head.Clear();
+  Committed(file, std::move(next));
+  return Status::Ok();
+}
+
+void TreeMount::Committed(OpenFile& file, core::Manifest next) {
+  file.base_uncommitted = false;
+  file.content_dirty = false;
+  file.base_pins.reset();
+  file.content = std::make_shared<const core::Manifest>(std::move(next));
+  file.mtime_ns = 0;
+  if (file.pins) {
+    auto pinned = std::make_unique<core::FileServer::ChunkPins>(&files_);
+    files_.PinContent(*file.content, pinned.get());
+    file.pins = std::move(pinned);
+  }
+}
+
 Status TreeMount::Commit(OpenFile& file) {
+  if (!file.head.bytes.empty()) return CommitHead(file);
   DFS_RETURN_IF_ERROR(Unstream(file));
   std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
   if (!file.staged) {
@@ -972,16 +1045,7 @@ Status TreeMount::Commit(OpenFile& file) {
     return s;
   }
   if (prepared) DFS_RETURN_IF_ERROR(file.staged->FinishCommit(*prepared));
-  file.base_uncommitted = false;
-  file.content_dirty = false;
-  file.base_pins.reset();
-  file.content = std::make_shared<const core::Manifest>(std::move(next));
-  file.mtime_ns = 0;
-  if (file.pins) {
-    auto pinned = std::make_unique<core::FileServer::ChunkPins>(&files_);
-    files_.PinContent(*file.content, pinned.get());
-    file.pins = std::move(pinned);
-  }
+  Committed(file, std::move(next));
   return Status::Ok();
 }
 

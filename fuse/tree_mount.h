@@ -85,6 +85,19 @@ class TreeMount {
   void OnRemoteOp(const core::Op& op);
 
   // --- used by the low-level operations (fuse/tree_mount.cc) ---
+  // Bytes of a file that held none yet, written in order from 0 and kept
+  // in memory while they are few; counted against the mount's budget.
+  struct Head {
+    core::Bytes bytes;
+    std::atomic<std::size_t>* budget = nullptr;  // set by the first Append
+    Head() = default;
+    Head(const Head&) = delete;
+    Head& operator=(const Head&) = delete;
+    ~Head() { Clear(); }
+    // False (nothing kept) when the budget would be exceeded.
+    bool Append(core::ByteSpan data, std::atomic<std::size_t>& total, std::size_t cap);
+    void Clear();
+  };
   struct OpenFile {
     std::mutex mu;
     core::FileId inode;
@@ -97,6 +110,10 @@ class TreeMount {
     // A file written in order from 0 uploads as it is written (cp); the
     // first other access turns what was uploaded into the staged file's base.
     std::unique_ptr<core::UploadStream> stream;
+    // Before the stream: a new file's first bytes while under kStreamFrom,
+    // committed as one small upload at close (no staging file); any other
+    // access stages them. Never at the same time as stream or staged.
+    Head head;
     std::unique_ptr<core::FileServer::ChunkPins> base_pins;  // of a base not yet committed
     bool base_uncommitted = false;  // staged->base() is not the tree's content yet
     bool content_dirty = false;     // `content` (emptied by O_TRUNC) is not the tree's yet
@@ -133,6 +150,10 @@ class TreeMount {
   std::uint64_t Size(OpenFile& file);
   // Commits what `file` has staged (its lock held).
   core::Status Commit(OpenFile& file);
+  // Commits a file's in-memory head (its lock held).
+  core::Status CommitHead(OpenFile& file);
+  // `next` is the tree's content of `file` now: the open file follows it.
+  void Committed(OpenFile& file, core::Manifest next);
   // Whether the content of `inode` changed since this mount last opened it.
   bool ContentChanged(std::uint64_t ino, const core::Manifest& content);
 
@@ -154,6 +175,9 @@ class TreeMount {
   fuse_session* session_ = nullptr;
   std::filesystem::path mountpoint_;
   std::vector<core::OpMetric> op_metrics_;  // by operation, set before the mount
+  // Bytes held in open files' heads, all together (at most kHeadBudget).
+  static constexpr std::size_t kHeadBudget = 32 << 20;
+  std::atomic<std::size_t> head_bytes_{0};
 
   struct Node {
     core::FileId inode;

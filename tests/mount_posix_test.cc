@@ -369,6 +369,50 @@ TEST_F(PosixMountTest, AppendsFromTwoDescriptorsAllLandAtTheEndInOrder) {
 // fio's order: extend an empty file with ftruncate, then write it from the
 // start in large blocks (streamed, not staged). The size the truncate set
 // stays where the writes stop short of it; writes past it grow the file.
+// A new file's first bytes, written in order, wait in memory until close
+// (or until there are enough to stream): every view of the file sees them
+// meanwhile, and any other access carries on from them.
+TEST_F(PosixMountTest, ANewFilesFirstBytesAreSeenEverywhereBeforeClose) {
+  const std::string data = Str(testing::RandomBytes(300000, 21));
+  std::string f = P("head");
+  int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, data.data(), 1000), 1000);
+  ASSERT_EQ(::write(fd, data.data() + 1000, 3000), 3000);
+  EXPECT_EQ(Lstat(f).st_size, 4000);
+  EXPECT_TRUE(ReadAll(f) == data.substr(0, 4000)) << "a second open reads them";
+  ASSERT_EQ(::write(fd, data.data() + 4000, 1000), 1000);  // staged now: goes on
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_TRUE(ReadAll(f) == data.substr(0, 5000));
+
+  // Many small writes in order: past the stream size they upload as they go.
+  std::string g = P("many");
+  fd = ::open(g.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  for (std::size_t off = 0; off < data.size(); off += 4096) {
+    std::size_t n = std::min<std::size_t>(4096, data.size() - off);
+    ASSERT_EQ(::write(fd, data.data() + off, n), static_cast<ssize_t>(n));
+  }
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(static_cast<std::size_t>(Lstat(g).st_size), data.size());
+  EXPECT_TRUE(ReadAll(g) == data);
+
+  // O_TRUNC from another open drops what the first had not committed yet;
+  // the first's next write lands at its own offset, after a hole.
+  std::string h = P("trunc");
+  fd = ::open(h.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "abcdef", 6), 6);
+  int fd2 = ::open(h.c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd2, 0);
+  EXPECT_EQ(Lstat(h).st_size, 0);
+  ASSERT_EQ(::write(fd, "gh", 2), 2);
+  ASSERT_EQ(::close(fd2), 0);
+  ASSERT_EQ(::close(fd), 0);
+  EXPECT_EQ(ReadAll(h), std::string(6, '\0') + "gh");
+}
+
 TEST_F(PosixMountTest, AFileExtendedByTruncateThenWrittenInOrderKeepsItsSizeAndBytes) {
   const std::string data = Str(testing::RandomBytes(3 << 20, 11));
   for (std::size_t extend : {std::size_t{8} << 20, std::size_t{1} << 20}) {
