@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -159,6 +160,54 @@ TEST_F(DfsdTest, OutsidersAndHostileBytesGetNowhere) {
   EXPECT_TRUE(s["peers"][0]["alive"].get<bool>());
   EXPECT_EQ(AlivePeers("outsider"), 0);
   EXPECT_EQ(Status("outsider")["peers"].size(), 0u);
+}
+
+// At the most verbose level, through a put, a get, a keyless peer and an
+// outsider with the wrong network key: the logs never show a key or file
+// contents, and a refused peer is named by its address.
+TEST_F(DfsdTest, LogsNameThePeerButNeverAKeyOrContents) {
+  StartKeyed("a", {}, {"--log-level", "trace"});
+  std::string a = Address("a");
+  StartNode("b", {a}, "net.key", {"--log-level", "trace"});
+  StartNode("outsider", {a}, "other.key", {"--log-level", "trace"});
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 1 && AlivePeers("b") == 1; }, 10s));
+  const std::string marker = "plaintext-marker-7f3a9c-never-in-a-log";
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += marker + "\n";
+  fs::path in = dir_ / "secret.txt";
+  testing::WriteFile(in, core::Bytes(text.begin(), text.end()));
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "docs/secret.txt", in.string()}).exit_code, 0);
+  auto got = Dfs({"--data", Data("a"), "get", "docs/secret.txt"});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(got.out, text);
+  EXPECT_FALSE(Dfs({"--data", Data("a"), "get", "docs/missing.txt"}).exit_code == 0);
+  std::this_thread::sleep_for(1500ms);  // the outsider's attempts, b's sync
+
+  // The secrets: the hex of each key file's key.
+  std::vector<std::string> secrets = {marker};
+  for (const char* key : {"net.key", "other.key", "volume.key"}) {
+    std::string file = testing::Slurp(dir_ / key);
+    std::size_t at = file.find("key ");
+    ASSERT_NE(at, std::string::npos) << key;
+    std::string hex = file.substr(at + 4, 64);
+    secrets.push_back(hex);
+    secrets.push_back(hex.substr(0, 16));  // nor a prefix of one
+  }
+  for (const char* node : {"a", "b", "outsider"}) {
+    std::string log = testing::Slurp(dir_ / (std::string(node) + ".log"));
+    EXPECT_FALSE(log.empty()) << node << ": trace logs nothing?";
+    for (const std::string& secret : secrets) {
+      EXPECT_EQ(log.find(secret), std::string::npos) << node << "'s log shows " << secret;
+    }
+  }
+  // The refused handshake is logged, naming the peer by its address.
+  std::istringstream lines(testing::Slurp(dir_ / "outsider.log") + testing::Slurp(dir_ / "a.log"));
+  bool named = false;
+  for (std::string line; std::getline(lines, line);) {
+    named |= line.find("handshake failed") != std::string::npos &&
+             line.find("peer 127.0.0.1:") != std::string::npos;
+  }
+  EXPECT_TRUE(named) << "no \"peer 127.0.0.1:...: handshake failed\" line";
 }
 
 TEST_F(DfsdTest, SigtermStopsCleanly) {
