@@ -225,15 +225,18 @@ asio::awaitable<void> Connection::Writer() {
     // next stream piece, so no transfer holds up the small frames.
     Frame frame;
     while (!closed_ && (!queue_.empty() || NextStreamPiece(&frame))) {
-      if (!queue_.empty()) {
+      const bool queued_frame = !queue_.empty();
+      if (queued_frame) {
         frame = std::move(queue_.front());
         queue_.pop_front();
+        ++popped_;
       }
       if (auto ec = sealer_->Seal(frame, &wire)) {
         Close(ec);
         co_return;
       }
       co_await WriteRaw(wire);
+      if (queued_frame) ++written_;
     }
     if (closed_) co_return;
     boost::system::error_code ec;

@@ -230,7 +230,7 @@ std::string InfoLine(const core::FileInfo& f, bool with_stored) {
 // Answers a file request; returns the final line. `passed` is closed before
 // it returns, as the protocol promises.
 std::string AnswerFileRequest(int sock, core::FileServer& files, const Request& req,
-                              UniqueFd passed) {
+                              UniqueFd passed, const std::function<void()>& after_change) {
   const bool put = req.op == "put";
   if (put || req.op == "get") {
     if (!passed.valid()) {
@@ -251,11 +251,13 @@ std::string AnswerFileRequest(int sock, core::FileServer& files, const Request& 
     }
     passed.Reset();
     if (!s.ok()) return ErrorLine(s);
+    if (put && after_change) after_change();
     return JsonLine({{"ok", true}, {"size", progress.done()}});
   }
   passed.Reset();
   if (req.op == "rm") {
     Status s = files.Delete(req.key);
+    if (s.ok() && after_change) after_change();
     return s.ok() ? JsonLine({{"ok", true}}) : ErrorLine(s);
   }
   if (req.op == "has") {
@@ -327,7 +329,7 @@ std::string AnswerRequest(int sock, const ControlHandlers& h, const Request& req
         "this node has no volume key (it is a keyless storage peer): it cannot store, read or "
         "list files; start dfsd with --key to use dfs through it"));
   }
-  return AnswerFileRequest(sock, *h.files, req, std::move(passed));
+  return AnswerFileRequest(sock, *h.files, req, std::move(passed), h.after_change);
 }
 
 void HandleConnection(int sock, const ControlHandlers& h) {

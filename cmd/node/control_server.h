@@ -55,6 +55,10 @@ struct ControlHandlers {
   // then, on the calling thread; returns the pass as JSON text (the same
   // object as status's "repair"). Unset: repair requests answer an error.
   std::function<std::string(const std::function<void(std::uint64_t checked)>& progress)> repair;
+  // Called after a put or rm succeeded, before the client hears of it: the
+  // node waits there until the op has been written to its live peers, so
+  // that a node killed right after still leaves it with them. Unset: none.
+  std::function<void()> after_change;
 };
 
 class ControlServer {

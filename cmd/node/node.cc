@@ -140,6 +140,7 @@ core::Status Node::Start() {
   handlers.repair = [this](const std::function<void(std::uint64_t)>& progress) {
     return RepairNow(progress);
   };
+  handlers.after_change = [this] { WaitOpsSent(std::chrono::seconds(2)); };
   DFS_ASSIGN_OR_RETURN(control_,
                        ControlServer::Start(config_.data_dir / "control.sock", std::move(handlers)));
 
@@ -352,6 +353,23 @@ nlohmann::json Node::RepairJson(const RepairState& r) {
           {"last_failed", r.last.failed},
           {"last_finished", Iso(r.finished)},
           {"holders", std::move(holders)}};
+}
+
+void Node::WaitOpsSent(std::chrono::milliseconds limit) {
+  // The change's op was handed to the io thread (Publish) before this runs:
+  // marks taken there now cover it.
+  auto marks = OnIo([this] { return mesh_->SendMarks(); });
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until && !stopping_) {
+    bool sent = OnIo([&marks] {
+      for (const auto& [c, mark] : marks) {
+        if (!c->closed() && c->frames_written() < mark) return false;
+      }
+      return true;
+    });
+    if (sent) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 RepairState Node::repair_state() {

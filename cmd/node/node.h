@@ -113,6 +113,9 @@ class Node {
   // Runs a repair pass now (`dfs repair`), after any pass already running;
   // returns it as JSON (status's "repair" object).
   std::string RepairNow(const std::function<void(std::uint64_t checked)>& progress);
+  // Waits (at most `limit`) until every frame queued so far to a live peer,
+  // the ops of the last change among them, has been written to its socket.
+  void WaitOpsSent(std::chrono::milliseconds limit);
 
   // This node's metrics (the FileServer's and, under a mount, the FUSE
   // calls' register here); served over HTTP with --metrics.
