@@ -316,7 +316,7 @@ Status FileServer::RemoveIfUnused(const std::vector<ChunkId>& ids) {
 }
 
 Status FileServer::StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
-                               Manifest* manifest, std::vector<ChunkId>* pinned,
+                               Inlining inlining, Manifest* manifest, std::vector<ChunkId>* pinned,
                                std::vector<ChunkId>* written) {
   ChunkStream stream(chunker_, reader);
   std::deque<std::shared_ptr<Job>> window;
@@ -378,9 +378,16 @@ Status FileServer::StoreChunks(Reader& reader, std::string_view what, const Prog
     };
     window.push_back(job);
     // A stream of one chunk (a small file) is done on this thread: a hand-off
-    // to a worker and back would cost more than the work.
+    // to a worker and back would cost more than the work. A small enough
+    // whole file is sealed into the manifest itself.
     if (window.size() == 1 && stream.done()) {
-      work();
+      if (inlining == Inlining::kWholeFile && job->input.size() <= Manifest::kMaxInlineSize) {
+        job->ref.id = crypto_.ComputeId(job->input);
+        crypto_.Seal(job->ref.id, job->input, &manifest->inline_sealed);
+        job->Finish(Status::Ok());
+      } else {
+        work();
+      }
     } else {
       pool_.Submit(std::move(work));
     }
@@ -397,7 +404,8 @@ Status FileServer::Store(std::string_view key, Reader& reader, const ProgressFn&
   Manifest manifest;
   std::vector<ChunkId> pinned;
   std::vector<ChunkId> written;
-  Status failed = StoreChunks(reader, fmt::format("store '{}'", key), progress, &manifest,
+  Status failed = StoreChunks(reader, fmt::format("store '{}'", key), progress,
+                              Inlining::kWholeFile, &manifest,
                               &pinned, &written);
   if (failed.ok()) failed = CommitPath(key, manifest);
   Unpin(pinned);
@@ -421,17 +429,17 @@ FileServer::ChunkPins::~ChunkPins() {
 
 void FileServer::PinContent(const Manifest& manifest, ChunkPins* pins) {
   for (const ChunkRef& ref : manifest.chunks) {
-    if (ref.IsHole()) continue;
+    if (ref.IsHole() || manifest.is_inline()) continue;
     Pin(ref.id);
     pins->ids_.push_back(ref.id);
   }
   pins->committed_ = true;  // nothing of ours to remove on release
 }
 
-Result<Manifest> FileServer::StoreData(Reader& reader, ChunkPins* pins) {
+Result<Manifest> FileServer::StoreData(Reader& reader, ChunkPins* pins, Inlining inlining) {
   Manifest manifest;
-  DFS_RETURN_IF_ERROR(
-      StoreChunks(reader, "write", {}, &manifest, &pins->ids_, &pins->written_));
+  DFS_RETURN_IF_ERROR(StoreChunks(reader, "write", {}, inlining, &manifest, &pins->ids_,
+                                  &pins->written_));
   return manifest;
 }
 
@@ -494,6 +502,16 @@ Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* seale
 
 Status FileServer::FetchChunk(const Manifest& manifest, std::size_t i, std::string_view name,
                               Bytes* sealed, Bytes* out) {
+  if (manifest.is_inline()) {
+    const ChunkRef& ref = manifest.chunks[i];
+    Status s = crypto_.Unseal(ref.id, manifest.inline_sealed, out);
+    if (s.ok() && out->size() != ref.size) {
+      s = Status::Corrupt(fmt::format("inline chunk holds {} bytes, the manifest says {}",
+                                      out->size(), ref.size));
+    }
+    if (!s.ok()) return s.WithContext(fmt::format("'{}' inline content", name));
+    return s;
+  }
   return FetchRef(manifest.chunks[i], fmt::format("'{}' chunk {} of {}", name, i + 1, manifest.chunks.size()),
                   sealed, out);
 }

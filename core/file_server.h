@@ -223,10 +223,16 @@ class FileServer {
   // Keeps the chunks of `manifest` from being removed while `pins` lives
   // (an open file whose name another process removes stays readable).
   void PinContent(const Manifest& manifest, ChunkPins* pins);
+  // Whether stored data may come back as an inline manifest (one chunk of at
+  // most Manifest::kMaxInlineSize bytes, sealed into the manifest, no store
+  // put): only when the data is a whole file's content, never a region that
+  // is spliced into a larger manifest.
+  enum class Inlining { kWholeFile, kRegion };
   // Chunks, seals and stores everything `reader` yields, pipelined (memory
   // bounded by the pipeline depth); returns its manifest. The chunks stay
   // pinned in `pins`.
-  Result<Manifest> StoreData(Reader& reader, ChunkPins* pins);
+  Result<Manifest> StoreData(Reader& reader, ChunkPins* pins,
+                             Inlining inlining = Inlining::kRegion);
   // Sets the content of a regular file to `manifest` (whose chunks are in
   // the store: StoreData, or chunks of the file's current content) and its
   // mtime; marks `pins` committed. Errors: kNotFound, kIsDirectory.
@@ -293,7 +299,7 @@ class FileServer {
   Status FetchRef(const ChunkRef& ref, const std::string& place, Bytes* sealed, Bytes* out);
   // Chunks, seals and stores what `reader` yields into *manifest, pipelined.
   Status StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
-                     Manifest* manifest, std::vector<ChunkId>* pinned,
+                     Inlining inlining, Manifest* manifest, std::vector<ChunkId>* pinned,
                      std::vector<ChunkId>* written);
   // Removes freed chunks from the store and clears them from pending_free.
   Status FreeChunks(const std::vector<ChunkId>& freed);

@@ -50,8 +50,10 @@ CREATE TABLE IF NOT EXISTS winners(
 ) WITHOUT ROWID;
 )sql";
 
+// The stored chunks a manifest names (an inline chunk is in no store).
 std::set<ChunkId> Distinct(const Manifest& m) {
   std::set<ChunkId> ids;
+  if (m.is_inline()) return ids;
   for (const ChunkRef& r : m.chunks) {
     if (!r.IsHole()) ids.insert(r.id);
   }
@@ -196,6 +198,7 @@ Status Index::RefChunksLocked(const Manifest& manifest,
   DFS_RETURN_IF_ERROR(inc.status("ref chunk"));
   DFS_RETURN_IF_ERROR(unpend.status("ref chunk"));
   std::set<ChunkId> seen;
+  if (manifest.is_inline()) return Status::Ok();  // in no store: nothing to count
   for (const ChunkRef& ref : manifest.chunks) {
     if (ref.IsHole() || !seen.insert(ref.id).second) continue;
     inc.Reset();
@@ -431,7 +434,7 @@ Result<std::uint64_t> Index::StoredBytes(const Manifest& manifest) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT stored_size FROM chunks WHERE id = ?1");
   DFS_RETURN_IF_ERROR(s.status("chunk lookup"));
-  std::uint64_t total = 0;
+  std::uint64_t total = manifest.inline_sealed.size();  // carried in the index itself
   for (const ChunkId& id : Distinct(manifest)) {
     s.Reset();
     s.Bind(1, id.bytes());

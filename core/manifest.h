@@ -1,5 +1,7 @@
 // Manifest: what a stored file is made of — its size and the ordered list of
-// (chunk id, plaintext length) pairs. Encoded in a versioned binary format
+// (chunk id, plaintext length) pairs. A small file's one chunk may be carried
+// inline instead: its sealed envelope travels in the manifest (so in the tree
+// op) and no chunk store holds it. Encoded in a versioned binary format
 // (docs/format.md, "manifest") with a CRC32C trailer; Decode validates every
 // field before trusting it. A value type; thread-compatible.
 //
@@ -32,8 +34,19 @@ struct Manifest {
   static constexpr std::uint32_t kMaxChunkSize = 64u << 20;  // sanity bound on a decoded entry
   static constexpr std::uint32_t kMaxHoleSize = 0xffffffffu;  // a longer hole is several refs
 
+  // The largest content carried inline (plaintext bytes): a small file costs
+  // no chunk file, no chunk replication and no reference count.
+  static constexpr std::uint32_t kMaxInlineSize = 4096;
+  // Bound on a decoded inline envelope (plaintext + the seal's overhead).
+  static constexpr std::uint32_t kMaxInlineSealed = kMaxInlineSize + 256;
+
   std::uint64_t size = 0;  // sum of chunk sizes
   std::vector<ChunkRef> chunks;
+  // When not empty: chunks holds exactly one data ref and this is its sealed
+  // envelope (VolumeCrypto::Seal under that ref's id); the chunk is in no store.
+  Bytes inline_sealed;
+
+  bool is_inline() const { return !inline_sealed.empty(); }
 
   Bytes Encode() const;
   // Errors: kCorrupt (bad magic, truncated, checksum, sizes that do not add

@@ -295,6 +295,9 @@ std::vector<StagedFile::Range> StagedFile::TouchedRegions() const {
       touched.insert(at, cut);
     }
   }
+  // An inline base chunk is in no store: a commit cannot keep it by
+  // reference, so whatever of it is left is stored again with the changes.
+  if (base_.is_inline() && base_limit_ > 0) touched.insert(touched.begin(), Range{0, base_limit_});
   // Widen to the boundaries of the base data chunks around each range (a
   // hole is split where the range starts and ends instead), then merge
   // ranges that overlap or touch. Widening is monotone, so order holds.

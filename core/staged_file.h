@@ -7,7 +7,9 @@
 // truncates touched: each touched range, widened to the base's chunk
 // boundaries around it (never across a hole ref, which is split instead),
 // is streamed through `store`; every other base chunk ref is kept as it is,
-// and bytes past the old end that no write touched become hole refs.
+// and bytes past the old end that no write touched become hole refs. An
+// inline base (a small file's chunk carried in its manifest) counts as
+// touched: `store` is given it again with the changes.
 //
 // Memory: one cached base chunk, the read buffer of `store`, and the range
 // bookkeeping (one map entry per disjoint written range); never the file.

@@ -989,7 +989,11 @@ Status TreeMount::CommitHead(OpenFile& file) {
   std::int64_t mtime = file.mtime_ns != 0 ? file.mtime_ns : NowNs();
   core::FileServer::ChunkPins pins(&files_);
   core::MemoryReader reader(file.head.bytes);
-  DFS_ASSIGN_OR_RETURN(core::Manifest next, files_.StoreData(reader, &pins));
+  // The head is the whole content unless a truncate extended the file past it.
+  auto inlining = file.head.bytes.size() >= file.content->size
+                      ? core::FileServer::Inlining::kWholeFile
+                      : core::FileServer::Inlining::kRegion;
+  DFS_ASSIGN_OR_RETURN(core::Manifest next, files_.StoreData(reader, &pins, inlining));
   if (next.size < file.content->size) next.AppendHole(file.content->size - next.size);
   Status s = files_.CommitContent(file.inode, next, mtime, &pins);
   if (!s.ok()) {

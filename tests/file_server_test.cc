@@ -74,7 +74,8 @@ class FileServerTest : public ::testing::Test {
 };
 
 TEST_F(FileServerTest, RoundTripsManySizes) {
-  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{65535},
+  for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{4096}, std::size_t{4097},
+                           std::size_t{65535},
                            std::size_t{3 << 20}, std::size_t{(5 << 20) + 17}}) {
     Bytes data = testing::RandomBytes(size, size);
     std::string key = fmt::format("f/{}", size);
@@ -118,11 +119,49 @@ TEST_F(FileServerTest, ChunksAreSharedAndFreedWhenUnreferenced) {
   EXPECT_EQ(ChunksHeld(), held);
   ASSERT_TRUE(Read("y").ok());
   // Overwriting y with other bytes frees all of its old chunks.
-  ASSERT_TRUE(Put("y", AsBytes("small")).ok());
+  ASSERT_TRUE(Put("y", testing::RandomBytes(5000, 2)).ok());
   EXPECT_EQ(ChunksHeld(), 1u);
   ASSERT_TRUE(fs_->Delete("y").ok());
   EXPECT_EQ(ChunksHeld(), 0u);
   EXPECT_EQ(fs_->Usage()->bytes, 0u);
+}
+
+// A whole file of at most 4 KiB is sealed into its manifest: no chunk file,
+// nothing to replicate or count; a byte more and it is a chunk again.
+TEST_F(FileServerTest, SmallFilesAreSealedIntoTheirManifest) {
+  Bytes small = testing::RandomBytes(Manifest::kMaxInlineSize, 7);
+  ASSERT_TRUE(Put("small", small).ok());
+  EXPECT_EQ(ChunksHeld(), 0u);
+  EXPECT_TRUE(*Read("small") == small);
+  auto info = fs_->Stat("small");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->stored_bytes, small.size() + VolumeCrypto::kOverhead);
+  Bytes larger = testing::RandomBytes(Manifest::kMaxInlineSize + 1, 8);
+  ASSERT_TRUE(Put("larger", larger).ok());
+  EXPECT_EQ(ChunksHeld(), 1u);
+  ASSERT_TRUE(fs_->Delete("small").ok());
+  EXPECT_EQ(ChunksHeld(), 1u);
+
+  // The same through StoreData: whole files inline, regions never.
+  FileServer::ChunkPins pins(fs_.get());
+  MemoryReader whole(small);
+  Manifest m = *fs_->StoreData(whole, &pins, FileServer::Inlining::kWholeFile);
+  ASSERT_TRUE(m.is_inline());
+  EXPECT_EQ(m.size, small.size());
+  MemoryReader region(small);
+  EXPECT_FALSE(fs_->StoreData(region, &pins, FileServer::Inlining::kRegion)->is_inline());
+  EXPECT_EQ(ChunksHeld(), 2u);
+
+  // The envelope is checked like a stored chunk's: a flipped bit is an
+  // error, never other bytes.
+  Bytes buf(small.size());
+  ASSERT_EQ(*fs_->ReadContent(m, 0, buf), small.size());
+  EXPECT_TRUE(buf == small);
+  Manifest bad = m;
+  bad.inline_sealed[bad.inline_sealed.size() / 2] ^= 0x10;
+  Result<std::size_t> got = fs_->ReadContent(bad, 0, buf);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), ErrorCode::kCorrupt) << got.status().ToString();
 }
 
 TEST_F(FileServerTest, ReadAtMatchesSlices) {
@@ -230,7 +269,8 @@ TEST_F(FileServerTest, FailedStoreKeepsOldContentAndLeavesNoChunks) {
 }
 
 TEST_F(FileServerTest, UncleanShutdownSweepsOrphanChunks) {
-  ASSERT_TRUE(Put("keep", AsBytes("kept bytes")).ok());
+  Bytes kept = testing::RandomBytes(10000, 4);  // large enough for a chunk of its own
+  ASSERT_TRUE(Put("keep", kept).ok());
   fs_.reset();
   {  // What a kill -9 mid-Store leaves: a chunk with no reference, unclean flag.
     auto store = DiskChunkStore::Open(dir_ / "chunks");
@@ -246,7 +286,7 @@ TEST_F(FileServerTest, UncleanShutdownSweepsOrphanChunks) {
   EXPECT_EQ(ChunksHeld(), 1u);
   auto back = Read("keep");
   ASSERT_TRUE(back.ok());
-  EXPECT_EQ(AsString(*back), "kept bytes");
+  EXPECT_TRUE(*back == kept);
 }
 
 TEST_F(FileServerTest, ConcurrentStoresAndGets) {

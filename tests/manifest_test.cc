@@ -77,6 +77,56 @@ TEST(ManifestTest, UnknownVersionIsInvalidArgument) {
   EXPECT_NE(m.status().message().find("version 9"), std::string::npos);
 }
 
+Manifest InlineManifest(std::uint32_t size, std::size_t sealed_size) {
+  Manifest m;
+  std::array<std::uint8_t, ChunkId::kSize> id;
+  id.fill(0x42);
+  m.chunks.push_back(ChunkRef{ChunkId(id), size});
+  m.size = size;
+  m.inline_sealed = testing::RandomBytes(sealed_size, size);
+  return m;
+}
+
+TEST(ManifestTest, AnInlineChunkRoundTripsAndEveryByteOfItIsChecked) {
+  Manifest m = InlineManifest(100, 132);
+  Bytes enc = m.Encode();
+  EXPECT_EQ(enc.size(), 20u + 36u + 132u + 4u);
+  Result<Manifest> back = Manifest::Decode(enc);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, m);
+  EXPECT_TRUE(back->is_inline());
+  EXPECT_FALSE(FixtureManifest().is_inline());
+  for (std::size_t i = 0; i < enc.size(); ++i) {
+    Bytes bad = enc;
+    bad[i] ^= 0x01;
+    EXPECT_FALSE(Manifest::Decode(bad).ok()) << "byte " << i;
+  }
+  for (std::size_t n = 0; n < enc.size(); ++n) {
+    EXPECT_FALSE(Manifest::Decode(ByteSpan(enc.data(), n)).ok()) << n;
+  }
+}
+
+TEST(ManifestTest, InlineManifestsThatBreakTheRulesAreCorrupt) {
+  auto code = [](const Manifest& m) { return Manifest::Decode(m.Encode()).status().code(); };
+  Manifest two = InlineManifest(100, 132);  // an inline manifest names exactly one chunk
+  two.chunks.push_back(two.chunks[0]);
+  two.size += 100;
+  EXPECT_EQ(code(two), ErrorCode::kCorrupt);
+  Manifest none = InlineManifest(100, 132);
+  none.chunks.clear();
+  none.size = 0;
+  EXPECT_EQ(code(none), ErrorCode::kCorrupt);
+  Manifest hole = InlineManifest(100, 132);  // a hole has nothing to carry
+  hole.chunks[0] = ChunkRef::Hole(100);
+  EXPECT_EQ(code(hole), ErrorCode::kCorrupt);
+  Manifest big = InlineManifest(Manifest::kMaxInlineSize + 1, Manifest::kMaxInlineSize + 33);
+  EXPECT_EQ(code(big), ErrorCode::kCorrupt);
+  Manifest fat = InlineManifest(100, Manifest::kMaxInlineSealed + 1);  // absurd envelope
+  EXPECT_EQ(code(fat), ErrorCode::kCorrupt);
+  EXPECT_TRUE(Manifest::Decode(InlineManifest(Manifest::kMaxInlineSize,
+                                              Manifest::kMaxInlineSealed).Encode()).ok());
+}
+
 TEST(ManifestTest, LocateFindsTheChunk) {
   Manifest m = FixtureManifest();  // sizes 1000, 2000, 3000
   EXPECT_EQ(m.Locate(0), (std::pair<std::size_t, std::uint64_t>{0, 0}));

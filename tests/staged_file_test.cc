@@ -196,6 +196,41 @@ class StagedFileTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
+// An inline base (a small file's one chunk, carried in its manifest) is in
+// no store, so no commit may keep its ref: a write anywhere, even one that
+// leaves its bytes alone, stores them again. Untouched, it stays as it is.
+TEST_F(StagedFileTest, AnInlineBaseIsStoredAgainWithAnyChange) {
+  FakeChunks chunks(64 * kKiB);
+  Manifest base = chunks.StoreBytes(AsBytes("hello"));
+  base.inline_sealed = {1, 2, 3};  // what the marker holds is not the staged file's concern
+  for (int change = 0; change < 3; ++change) {
+    auto file = Open(chunks, base);
+    ASSERT_NE(file, nullptr);
+    std::string want;
+    if (change == 0) {
+      ASSERT_TRUE(file->Write(5, AsBytes(" world")).ok());  // an append past the base
+      want = "hello world";
+    } else if (change == 1) {
+      ASSERT_TRUE(file->Truncate(8).ok());  // grown by a hole
+      want = std::string("hello\0\0\0", 8);
+    } else {
+      ASSERT_TRUE(file->Truncate(3).ok());  // cut
+      want = "hel";
+    }
+    Result<Manifest> next = file->Commit(chunks.Store());
+    ASSERT_TRUE(next.ok()) << next.status().ToString();
+    EXPECT_FALSE(next->is_inline());
+    for (const ChunkRef& ref : next->chunks) EXPECT_NE(ref.id, base.chunks[0].id) << change;
+    EXPECT_EQ(AsString(chunks.Contents(*next)), want) << change;
+  }
+  auto file = Open(chunks, base);
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(AsString(ReadAll(*file)), "hello");
+  Result<Manifest> same = file->Commit(chunks.Store());
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(*same, base);
+}
+
 // Random writes, truncates, reads and commits against a model, compared
 // after every step; every commit's manifest must read back the model.
 void RunRandomSteps(const fs::path& dir, FakeChunks& chunks, std::uint64_t seed, int steps) {
