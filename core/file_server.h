@@ -58,7 +58,7 @@ struct FileServerOptions {
   std::chrono::milliseconds lock_timeout{30000};
   // Group commit: how long the flusher gathers commits before one sync of
   // the index log (Flush() does not wait for it).
-  std::chrono::milliseconds flush_delay{2};
+  std::chrono::milliseconds flush_delay{10};
   // After an unclean shutdown, remove chunks no file references. A node in a
   // network turns this off: chunks that peers pushed to it may arrive before
   // the op that references them.
