@@ -2,7 +2,9 @@
 // available): keys stored with `dfs put` appear as paths of the tree, bytes
 // read through the mount are the bytes stored — also when they come from a
 // peer — and SIGTERM, fusermount3 -u and a background start all end cleanly.
-// (tests/mount_posix_test.cc holds the POSIX behaviour of the mount.)
+// (tests/mount_posix_test.cc and tests/mount_posix_tree_test.cc hold the
+// POSIX behaviour of the mount, tests/mount_workload_test.cc applications on
+// it, tests/mount_model_test.cc a randomized model of it.)
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
