@@ -235,6 +235,59 @@ TEST_F(PosixMountTest, AFileExtendedByTruncateThenWrittenInOrderKeepsItsSizeAndB
   EXPECT_TRUE(ReadAll(f) == data.substr(0, 2 << 20) + std::string(2 << 20, '\0'));
 }
 
+// Regular files under the chunk store of the mount's node.
+std::size_t ChunkFiles(const fs::path& data) {
+  std::size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(data / "chunks")) {
+    if (e.is_regular_file()) ++n;
+  }
+  return n;
+}
+
+// Whether `needle` occurs in any file under `dir`.
+bool AnyFileHolds(const fs::path& dir, const std::string& needle) {
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && Str(testing::ReadFile(e.path())).find(needle) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A new file of at most 4 KiB is sealed into its manifest: no chunk file,
+// and no plaintext of it in the node's directory. Grown past that, or
+// written to again, its bytes go to a chunk like any file's.
+TEST_F(PosixMountTest, SmallFilesAreSealedIntoTheTreeAndGrowIntoChunks) {
+  const fs::path data = dir_ / "data";
+  std::size_t before = ChunkFiles(data);
+  testing::RunResult r = Sh(
+      "cd \"$1\" && for i in $(seq 50); do echo \"inline-marker-$i\" > s$i; done && "
+      "head -c 4096 /dev/zero | tr '\\0' q > edge && head -c 4097 /dev/zero | tr '\\0' r > over");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadAll(P("s7")), "inline-marker-7\n");
+  EXPECT_EQ(ReadAll(P("edge")), std::string(4096, 'q'));
+  EXPECT_EQ(ChunkFiles(data), before + 1) << "only the 4097-byte file has a chunk";
+
+  // Extended by truncate, then its first bytes written: a chunk and a hole.
+  std::string t = P("extended");
+  int fd = ::open(t.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+  ASSERT_EQ(::write(fd, "abc", 3), 3);
+  ASSERT_EQ(::close(fd), 0);
+
+  r = Sh("cd \"$1\" && echo appended >> s1 && printf X | dd of=s2 bs=1 seek=3 conv=notrunc 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  EXPECT_EQ(ReadAll(P("s1"), true), "inline-marker-1\nappended\n");
+  EXPECT_EQ(ReadAll(P("s2"), true), "inlXne-marker-2\n");
+  EXPECT_EQ(ReadAll(P("s50"), true), "inline-marker-50\n");
+  EXPECT_EQ(ReadAll(P("over"), true), std::string(4097, 'r'));
+  EXPECT_TRUE(ReadAll(P("extended"), true) == "abc" + std::string((1 << 20) - 3, '\0'));
+  EXPECT_EQ(ChunkFiles(data), before + 4);
+  EXPECT_FALSE(AnyFileHolds(data, "inline-marker-")) << "plaintext in the data directory";
+}
+
 TEST_F(PosixMountTest, TruncatesShrinkGrowWithZerosAndAnOpenFileWritesPastTheNewEnd) {
   std::string f = P("t");
   std::string data = Str(testing::RandomBytes(300000, 7));

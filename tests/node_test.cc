@@ -136,13 +136,19 @@ TEST_F(NodeTest, AKeylessPeerHoldsOnlyCiphertextAndRelaysTheLog) {
   for (int i = 0; i < 20000; ++i) text += "plain words of a secret file ";
   core::Bytes data(text.begin(), text.end());
   ASSERT_TRUE(Put(a, "secret/name.txt", data).ok());
-  ASSERT_TRUE(WaitFor([&] { return nlohmann::json::parse(k.StatusJson())["ops_received"] == 1; }));
+  // A small file travels inside its op (sealed into the manifest): the
+  // keyless peer relays it without reading it either.
+  const std::string tiny_text = "tiny inline words";
+  core::Bytes tiny(tiny_text.begin(), tiny_text.end());
+  ASSERT_TRUE(Put(a, "secret/tiny.txt", tiny).ok());
+  ASSERT_TRUE(WaitFor([&] { return nlohmann::json::parse(k.StatusJson())["ops_received"] == 2; }));
   // Nothing on the keyless peer's disk reads as the file or its name.
   for (const auto& e : fs::recursive_directory_iterator(dir_ / "k")) {
     if (!e.is_regular_file()) continue;
     core::Bytes bytes = testing::ReadFile(e.path());
     std::string_view all(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     EXPECT_EQ(all.find("plain words"), std::string_view::npos) << e.path();
+    EXPECT_EQ(all.find("inline words"), std::string_view::npos) << e.path();
     EXPECT_EQ(all.find("secret/name"), std::string_view::npos) << e.path();
   }
   EXPECT_GT(Chunks(dir_ / "k"), 0u);
@@ -153,6 +159,10 @@ TEST_F(NodeTest, AKeylessPeerHoldsOnlyCiphertextAndRelaysTheLog) {
   auto got = Read(b, "secret/name.txt");
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_TRUE(*got == data);
+  ASSERT_TRUE(WaitFor([&] { return Has(b, "secret/tiny.txt"); }));
+  got = Read(b, "secret/tiny.txt");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == tiny);
 }
 
 TEST_F(NodeTest, AfterAMemberIsGoneEveryChunkRegainsThreeCopies) {
