@@ -218,7 +218,7 @@ Status StagedFile::PRead(std::uint64_t offset, MutableByteSpan buf) {
 
 Status StagedFile::Write(std::uint64_t offset, ByteSpan data) {
   if (Overflows(offset, data.size())) {
-    return Status::InvalidArgument(fmt::format(
+    return Status::FileTooLarge(fmt::format(
         "write of {} bytes at offset {} passes the largest file size", data.size(), offset));
   }
   if (data.empty()) return Status::Ok();
@@ -237,7 +237,7 @@ Status StagedFile::Write(std::uint64_t offset, ByteSpan data) {
 
 Status StagedFile::Truncate(std::uint64_t size) {
   if (size > kMaxSize) {
-    return Status::InvalidArgument(
+    return Status::FileTooLarge(
         fmt::format("truncate to {} passes the largest file size", size));
   }
   if (size < size_) {

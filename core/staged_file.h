@@ -39,8 +39,10 @@ class StagedFile {
   // Chunks and stores a region's bytes; returns the manifest piece for exactly those bytes.
   using RegionStore = std::function<Result<Manifest>(Reader& region)>;
 
-  // The largest file size and write end (the largest off_t).
-  static constexpr std::uint64_t kMaxSize = (std::uint64_t{1} << 63) - 1;
+  // The largest file size and write end: 16 TiB, as on ext4. It bounds a
+  // manifest (a sparse file of this size is 4,096 hole refs, 147 KiB) and so
+  // the memory and the op a truncate can cost.
+  static constexpr std::uint64_t kMaxSize = std::uint64_t{1} << 44;
 
   // `staging_dir` exists; the staging file is created there with O_TMPFILE
   // (falling back to a unique name unlinked at once where the file system
@@ -66,10 +68,10 @@ class StagedFile {
   // (kNoSpace when the staging file system is full, kIo) keeps the prefix
   // that reached the staging file, like a short write: the file reads as
   // before with that prefix written (staged_bytes() grows by its size at
-  // most). kInvalidArgument when offset + size > kMaxSize.
+  // most). kFileTooLarge when offset + size > kMaxSize.
   Status Write(std::uint64_t offset, ByteSpan data);
   // Sets the size: down drops staged bytes past it, up adds zeros (holes).
-  // kInvalidArgument above kMaxSize.
+  // kFileTooLarge above kMaxSize.
   Status Truncate(std::uint64_t size);
 
   std::uint64_t size() const { return size_; }

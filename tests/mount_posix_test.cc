@@ -584,15 +584,27 @@ TEST_F(PosixMountTest, CopiesThroughCpCopyFileRangeAndSendfileAreExact) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
-TEST_F(PosixMountTest, AWritePastTheLargestStagedOffsetFailsWithEfbig) {
-  // The staging file system refuses it (ext4: offsets past 16 TiB): EFBIG,
-  // not EIO, and the file is still usable.
+TEST_F(PosixMountTest, WritesAndTruncatesPastSixteenTibFailWithEfbig) {
+  // Files end at 16 TiB, as on ext4 (a larger sparse file would cost a
+  // manifest, and memory, without bound): EFBIG, not EIO or a dead mount,
+  // and the file is still usable.
   int fd = ::open(P("huge").c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_GE(fd, 0);
   EXPECT_EQ(Err(::pwrite(fd, "x", 1, 1ll << 50)), EFBIG);
+  EXPECT_EQ(Err(::pwrite(fd, "xy", 2, (1ll << 44) - 1)), EFBIG);
+  EXPECT_EQ(Err(::ftruncate(fd, (1ll << 44) + 1)), EFBIG);
+  EXPECT_EQ(Err(::truncate(P("huge").c_str(), 7ll << 60)), EFBIG);
   EXPECT_EQ(::pwrite(fd, "ok", 2, 0), 2);
   EXPECT_EQ(::close(fd), 0);
   EXPECT_EQ(ReadAll(P("huge")), "ok");
+  ASSERT_EQ(::truncate(P("huge").c_str(), 1ll << 44), 0);  // the largest size itself
+  EXPECT_EQ(Lstat(P("huge")).st_size, 1ll << 44);
+  fd = ::open(P("huge").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char tail[4] = {1, 1, 1, 1};
+  EXPECT_EQ(::pread(fd, tail, sizeof(tail), (1ll << 44) - 2), 2);
+  EXPECT_EQ(tail[0] | tail[1], 0);
+  EXPECT_EQ(::close(fd), 0);
 }
 
 }  // namespace

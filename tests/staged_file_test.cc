@@ -658,10 +658,11 @@ TEST_F(StagedFileTest, RejectsBadArguments) {
   FakeChunks chunks(4 * kKiB);
   auto file = Open(chunks, chunks.StoreBytes(Pattern(1000, 26)));
   Bytes one(1, 1);
-  EXPECT_EQ(file->Write(StagedFile::kMaxSize, one).code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(file->Write(~std::uint64_t{0}, one).code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(file->Write(std::uint64_t{1} << 63, {}).code(), ErrorCode::kInvalidArgument);
-  EXPECT_EQ(file->Truncate(std::uint64_t{1} << 63).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(file->Write(StagedFile::kMaxSize, one).code(), ErrorCode::kFileTooLarge);
+  EXPECT_EQ(file->Write(~std::uint64_t{0}, one).code(), ErrorCode::kFileTooLarge);
+  EXPECT_EQ(file->Write(std::uint64_t{1} << 63, {}).code(), ErrorCode::kFileTooLarge);
+  EXPECT_EQ(file->Truncate(std::uint64_t{1} << 63).code(), ErrorCode::kFileTooLarge);
+  EXPECT_EQ(file->Truncate(StagedFile::kMaxSize + 1).code(), ErrorCode::kFileTooLarge);
   EXPECT_FALSE(file->dirty());
   EXPECT_EQ(file->size(), 1000u);
   Bytes buf(10);
