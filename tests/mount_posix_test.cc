@@ -584,6 +584,64 @@ TEST_F(PosixMountTest, CopiesThroughCpCopyFileRangeAndSendfileAreExact) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// The node's directory on a small file system that fills up: the writer
+// gets ENOSPC (from write or close), nothing written before is lost, the
+// mount goes on serving, and space freed by rm can be written again.
+TEST_F(PosixMountTest, AFullDiskGivesEnospcAndLosesNothingWritten) {
+  const fs::path data = dir_ / "data";
+  const fs::path saved = dir_ / "data.before";
+  Stop();
+  fs::rename(data, saved);
+  fs::create_directories(data);
+  ASSERT_EQ(testing::Run({"/bin/mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", data.string()})
+                .exit_code, 0);
+  struct Unmount {
+    std::function<void()> fn;
+    ~Unmount() { fn(); }
+  } unmount{[&] {
+    if (pid_ > 0) Stop();
+    testing::Run({"/bin/umount", "-l", data.string()});
+  }};
+  ASSERT_EQ(testing::Run({"/bin/cp", "-a", saved.string() + "/.", data.string()}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(Start());
+
+  const std::string keep = Str(testing::RandomBytes(3 << 20, 31));
+  testing::WriteFile(dir_ / "keep.src", core::AsBytes(keep));
+  ASSERT_EQ(testing::Run({"/bin/cp", (dir_ / "keep.src").string(), P("keep")}).exit_code, 0);
+  ASSERT_EQ(ReadAll(P("small")).rfind("<errno", 0), 0u);  // (nothing there yet)
+  ASSERT_EQ(Sh("echo small > \"$1/small\"").exit_code, 0);
+
+  testing::RunResult full =
+      Sh("head -c 100000000 /dev/urandom > \"$1/big\"", 120);
+  EXPECT_NE(full.exit_code, 0) << "100 MB fit on a 40 MiB disk?";
+  EXPECT_NE(full.err.find("No space left on device"), std::string::npos) << full.err;
+  EXPECT_TRUE(Mounted(mnt_));
+  EXPECT_TRUE(ReadAll(P("keep"), true) == keep);
+  EXPECT_EQ(ReadAll(P("small"), true), "small\n");
+
+  // Filled to the last byte by someone else: new files and names fail
+  // with ENOSPC (never EIO), what is there stays readable.
+  testing::Run({"/bin/sh", "-c", "cat /dev/zero > \"$0/filler\"", data.string()});
+  testing::RunResult tight = Sh(
+      "cd \"$1\" && for i in $(seq 200); do echo tight$i > t$i || exit 1; mkdir d$i || exit 1; done");
+  EXPECT_NE(tight.exit_code, 0) << "200 files and directories on a full disk?";
+  EXPECT_NE(tight.err.find("No space left on device"), std::string::npos) << tight.err;
+  EXPECT_EQ(tight.err.find("Input/output error"), std::string::npos) << tight.err;
+  EXPECT_TRUE(ReadAll(P("keep"), true) == keep);
+  fs::remove(data / "filler");
+
+  // rm gives the space back; the same write of a smaller file then works.
+  ASSERT_EQ(::unlink(P("big").c_str()), 0);
+  testing::RunResult again = Sh("head -c 8000000 /dev/urandom > \"$1/after\" && sync \"$1/after\"");
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(Lstat(P("after")).st_size, 8000000);
+
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  EXPECT_TRUE(ReadAll(P("keep"), true) == keep);
+  EXPECT_EQ(ReadAll(P("small"), true), "small\n");
+  EXPECT_EQ(Lstat(P("after")).st_size, 8000000);
+}
+
 TEST_F(PosixMountTest, WritesAndTruncatesPastSixteenTibFailWithEfbig) {
   // Files end at 16 TiB, as on ext4 (a larger sparse file would cost a
   // manifest, and memory, without bound): EFBIG, not EIO or a dead mount,
