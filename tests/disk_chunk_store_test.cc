@@ -3,9 +3,11 @@
 #include "core/disk_chunk_store.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -130,13 +132,16 @@ TEST_F(DiskChunkStoreTest, DamagedFilesAreCorruptAndSayWhat) {
 
 // Every single-byte flip of the header, and a sweep over the payload, is
 // caught: a damaged chunk is never served as good bytes.
+// Both read paths: a small chunk is read buffered, a large one with O_DIRECT.
 TEST_F(DiskChunkStoreTest, NoSingleByteFlipIsServed) {
-  Bytes data = testing::RandomBytes(4096, 9);
-  ChunkId id = IdOf(50);
+  for (std::size_t size : {std::size_t{4096}, std::size_t{300000}}) {
+  SCOPED_TRACE(size);
+  Bytes data = testing::RandomBytes(size, 9);
+  ChunkId id = IdOf(size > 4096 ? 51 : 50);
   ASSERT_TRUE(store_->Put(id, data).ok());
   const fs::path path = store_->PathFor(id);
   const Bytes good = testing::ReadFile(path);
-  for (std::size_t off = 0; off < good.size(); off += off < 24 ? 1 : 97) {
+  for (std::size_t off = 0; off < good.size(); off += off < 24 ? 1 : 97 * (size / 4096)) {
     testing::FlipByte(path, static_cast<std::streamoff>(off));
     EXPECT_EQ(GetStatus(id).code(), ErrorCode::kCorrupt) << "flip at " << off;
     if (off < 24) {  // the framing is checked even when the caller authenticates
@@ -149,6 +154,49 @@ TEST_F(DiskChunkStoreTest, NoSingleByteFlipIsServed) {
   Bytes out;
   ASSERT_TRUE(store_->Get(id, &out).ok());
   EXPECT_EQ(out, data);
+  }
+}
+
+// Pages of `path` in the page cache.
+std::size_t CachedPages(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return SIZE_MAX;
+  const std::size_t size = fs::file_size(path);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return SIZE_MAX;
+  std::vector<unsigned char> resident((size + 4095) / 4096);
+  std::size_t n = SIZE_MAX;
+  if (::mincore(map, size, resident.data()) == 0) {
+    n = static_cast<std::size_t>(std::count_if(resident.begin(), resident.end(),
+                                               [](unsigned char r) { return (r & 1) != 0; }));
+  }
+  ::munmap(map, size);
+  return n;
+}
+
+// A large chunk is read past the page cache (O_DIRECT): reading a file
+// through the mount then holds its bytes once (the mount's pages), not twice.
+TEST_F(DiskChunkStoreTest, LargeChunksAreReadPastThePageCache) {
+  Bytes data = testing::RandomBytes(1 << 20, 12);
+  ChunkId id = IdOf(60);
+  ASSERT_TRUE(store_->Put(id, data).ok());
+  const fs::path path = store_->PathFor(id);
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
+  if (fd < 0) GTEST_SKIP() << "skipped: this file system has no O_DIRECT (" << path << ")";
+  ::close(fd);
+  fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fsync(fd), 0);  // (the tail block was written buffered)
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+  ASSERT_EQ(CachedPages(path), 0u);
+  for (auto check : {ChunkStore::ReadCheck::kChecksum, ChunkStore::ReadCheck::kCallerAuthenticates}) {
+    Bytes out;
+    ASSERT_TRUE(store_->Get(id, &out, check).ok());
+    EXPECT_TRUE(out == data);
+  }
+  EXPECT_EQ(CachedPages(path), 0u);
 }
 
 TEST_F(DiskChunkStoreTest, CallerAuthenticatedReadsStillCheckFraming) {
