@@ -58,6 +58,17 @@ class ChunkStore {
   virtual Status Get(const ChunkId& id, Bytes* out, ReadCheck check) = 0;
   Status Get(const ChunkId& id, Bytes* out) { return Get(id, out, ReadCheck::kChecksum); }
 
+  // Calls `use` once with the chunk's bytes, checked as Get checks them and
+  // valid only during the call; returns Get's error (use not called) or
+  // what `use` returned. A store that holds the bytes in a buffer of its own
+  // (the disk store's direct reads) saves the copy into `*scratch`; others
+  // Get into it (its capacity reused).
+  virtual Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+                      const std::function<Status(ByteSpan)>& use) {
+    DFS_RETURN_IF_ERROR(Get(id, scratch, check));
+    return use(*scratch);
+  }
+
   // Whether the chunk is held (no integrity check).
   virtual Result<bool> Has(const ChunkId& id) = 0;
 

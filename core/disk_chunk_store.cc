@@ -341,9 +341,22 @@ class DiskChunkStore::Impl {
   // `*out` is resized once and read into directly: header and payload come
   // in one preadv. Resizing a reused buffer only zero-fills what it grows by.
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) {
-    Status s = GetImpl(id, out, check);
+    ByteSpan payload;
+    Status s = GetImpl(id, out, check, &payload);
+    if (s.ok() && payload.data() != out->data()) out->assign(payload.begin(), payload.end());
     if (!s.ok()) out->clear();
     return s;
+  }
+
+  Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+              const std::function<Status(ByteSpan)>& use) {
+    ByteSpan payload;
+    Status s = GetImpl(id, scratch, check, &payload);
+    if (!s.ok()) {
+      scratch->clear();
+      return s;
+    }
+    return use(payload);
   }
 
   Result<bool> Has(const ChunkId& id) {
@@ -615,7 +628,10 @@ class DiskChunkStore::Impl {
     return nullptr;
   }
 
-  Status GetImpl(const ChunkId& id, Bytes* out, ReadCheck check) {
+  // Reads and checks the chunk; `*payload` is its payload: in `*out`, or in
+  // this thread's direct-read buffer (valid until the thread's next read or
+  // PutBuffer).
+  Status GetImpl(const ChunkId& id, Bytes* out, ReadCheck check, ByteSpan* payload) {
     const std::string hex = id.ToHex();
     const fs::path path = PathFor(hex);
     auto corrupt = [&](std::string_view what) {
@@ -642,9 +658,8 @@ class DiskChunkStore::Impl {
     std::uint8_t header_buf[kHeaderSize];
     const std::uint8_t* header = header_buf;
     if (std::uint8_t* direct = ReadDirect(f.get(), size); direct != nullptr) {
-      // Read past the page cache; the payload copied out of the aligned buffer.
-      header = direct;
-      out->assign(direct + kHeaderSize, direct + size);
+      header = direct;  // read past the page cache
+      *payload = ByteSpan(direct + kHeaderSize, size - kHeaderSize);
     } else {
       out->resize(size - kHeaderSize);
       iovec iov[2] = {{header_buf, kHeaderSize}, {out->data(), out->size()}};
@@ -652,6 +667,7 @@ class DiskChunkStore::Impl {
         if (err < 0) return corrupt("truncated while reading");
         return ErrnoStatus(err, "read chunk " + path.string());
       }
+      *payload = *out;
     }
     if (std::memcmp(header, kMagic, 4) != 0) return corrupt("not a chunk file (bad magic)");
     if (LoadLe(header + 20, 4) != Crc32c(header, 20)) return corrupt("header checksum mismatch");
@@ -659,14 +675,15 @@ class DiskChunkStore::Impl {
       return corrupt(fmt::format("unsupported chunk file version {}", header[4]));
     }
     const std::uint64_t len = LoadLe(header + 8, 8);
-    if (len > out->size()) {
-      return corrupt(fmt::format("truncated: {} payload bytes, header says {}", out->size(), len));
-    }
-    if (len < out->size()) {
+    if (len > payload->size()) {
       return corrupt(
-          fmt::format("{} extra bytes after the {}-byte payload", out->size() - len, len));
+          fmt::format("truncated: {} payload bytes, header says {}", payload->size(), len));
     }
-    if (check == ReadCheck::kChecksum && LoadLe(header + 16, 4) != Crc32c(out->data(), len)) {
+    if (len < payload->size()) {
+      return corrupt(
+          fmt::format("{} extra bytes after the {}-byte payload", payload->size() - len, len));
+    }
+    if (check == ReadCheck::kChecksum && LoadLe(header + 16, 4) != Crc32c(payload->data(), len)) {
       return corrupt("payload checksum mismatch");
     }
     return Status::Ok();
@@ -706,6 +723,10 @@ Status DiskChunkStore::Put(const ChunkId& id, ByteSpan data) { return impl_->Put
 MutableByteSpan DiskChunkStore::PutBuffer(std::size_t size) { return impl_->PutBuffer(size); }
 Status DiskChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
   return impl_->Get(id, out, check);
+}
+Status DiskChunkStore::View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+                            const std::function<Status(ByteSpan)>& use) {
+  return impl_->View(id, check, scratch, use);
 }
 Result<bool> DiskChunkStore::Has(const ChunkId& id) { return impl_->Has(id); }
 Status DiskChunkStore::Remove(const ChunkId& id) { return impl_->Remove(id); }

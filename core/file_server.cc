@@ -525,14 +525,19 @@ Status FileServer::FetchRef(const ChunkRef& ref, const std::string& place, Bytes
   // Store and crypto errors name the chunk id; this adds the file and place.
   auto where = [&] { return place; };
   // The GCM tag authenticates every byte; the store's checksum would be a
-  // second pass over the same bytes.
-  Status s = store_->Get(ref.id, sealed, ChunkStore::ReadCheck::kCallerAuthenticates);
+  // second pass over the same bytes. Opened where the store holds it.
+  Status opened = Status::Ok();
+  Status s = store_->View(ref.id, ChunkStore::ReadCheck::kCallerAuthenticates, sealed,
+                          [&](ByteSpan bytes) {
+                            opened = crypto_.Unseal(ref.id, bytes, out);
+                            return Status::Ok();
+                          });
   if (s.code() == ErrorCode::kNotFound) {
     return Status::Corrupt(
         fmt::format("{}: chunk {} is missing from the chunk store", where(), ref.id.ToHex()));
   }
   if (!s.ok()) return s.WithContext(where());
-  s = crypto_.Unseal(ref.id, *sealed, out);
+  s = opened;
   if (s.code() == ErrorCode::kCorrupt || s.code() == ErrorCode::kWrongKey) {
     // A bad copy. Ask again with every check on: a replicated store then
     // verifies each copy it considers and can fall back to a good one.

@@ -80,6 +80,21 @@ Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check)
   return last;
 }
 
+Status ReplicatedChunkStore::View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+                                  const std::function<Status(ByteSpan)>& use) {
+  if (!(verify_ && check == ReadCheck::kChecksum)) {
+    bool used = false;
+    Status local = local_.View(id, check, scratch, [&](ByteSpan bytes) {
+      used = true;
+      return use(bytes);
+    });
+    if (used) return local;
+    if (local.code() != ErrorCode::kNotFound && local.code() != ErrorCode::kCorrupt) return local;
+  }
+  DFS_RETURN_IF_ERROR(Get(id, scratch, check));
+  return use(*scratch);
+}
+
 void ReplicatedChunkStore::DropFromCache(const ChunkId& id) {
   std::lock_guard lock(cache_mu_);
   auto it = index_.find(id);

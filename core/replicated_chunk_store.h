@@ -54,6 +54,10 @@ class ReplicatedChunkStore final : public ChunkStore {
   MutableByteSpan PutBuffer(std::size_t size) override { return local_.PutBuffer(size); }
   using ChunkStore::Get;
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
+  // The local copy viewed in place when it reads well; otherwise Get (cache,
+  // peers) into `*scratch`.
+  Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+              const std::function<Status(ByteSpan)>& use) override;
   Result<bool> Has(const ChunkId& id) override { return local_.Has(id); }
   Status Remove(const ChunkId& id) override { return local_.Remove(id); }
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override {

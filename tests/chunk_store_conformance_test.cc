@@ -85,6 +85,42 @@ TYPED_TEST(ChunkStoreConformance, PutGetRoundTrip) {
   }
 }
 
+// View shows what Get returns, checked the same way; use runs once, and
+// never for a missing or damaged chunk.
+TYPED_TEST(ChunkStoreConformance, ViewSeesWhatGetReturns) {
+  for (std::size_t size : {std::size_t{0}, std::size_t{1000}, std::size_t{1} << 20}) {
+    Bytes data = testing::RandomBytes(size, size + 7);
+    ChunkId id = IdOf(size + 7);
+    ASSERT_TRUE(this->store().Put(id, data).ok());
+    for (auto check : {ChunkStore::ReadCheck::kChecksum,
+                       ChunkStore::ReadCheck::kCallerAuthenticates}) {
+      Bytes scratch;
+      int calls = 0;
+      Status s = this->store().View(id, check, &scratch, [&](ByteSpan bytes) {
+        ++calls;
+        EXPECT_TRUE(Bytes(bytes.begin(), bytes.end()) == data) << size;
+        return Status::Unavailable("from use");
+      });
+      EXPECT_EQ(calls, 1);
+      EXPECT_EQ(s.code(), ErrorCode::kUnavailable) << "use's status comes back: " << s.ToString();
+    }
+  }
+  Bytes scratch;
+  bool called = false;
+  auto use = [&](ByteSpan) {
+    called = true;
+    return Status::Ok();
+  };
+  EXPECT_EQ(this->store().View(IdOf(999), ChunkStore::ReadCheck::kChecksum, &scratch, use).code(),
+            ErrorCode::kNotFound);
+  ChunkId bad = IdOf(1000);
+  ASSERT_TRUE(this->store().Put(bad, testing::RandomBytes(1 << 20, 3)).ok());
+  this->factory_.Corrupt(bad);
+  EXPECT_EQ(this->store().View(bad, ChunkStore::ReadCheck::kChecksum, &scratch, use).code(),
+            ErrorCode::kCorrupt);
+  EXPECT_FALSE(called);
+}
+
 TYPED_TEST(ChunkStoreConformance, MissingChunkIsNotFoundAndNamed) {
   Bytes out{1, 2, 3};
   Status s = this->store().Get(IdOf(1), &out);

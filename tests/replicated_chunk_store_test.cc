@@ -166,6 +166,37 @@ TEST(ReplicatedChunkStoreTest, ABadLocalCopyIsHealedFromAVerifiedOne) {
   EXPECT_EQ(out, good);
 }
 
+// View: the local copy in place; a chunk held only by peers fetched first;
+// a copy missing everywhere NotFound without calling `use`.
+TEST(ReplicatedChunkStoreTest, ViewReadsLocallyOrFromAPeer) {
+  Bytes good = testing::RandomBytes(5000, 4);
+  Cluster c(3, 3, AcceptOnly(good));
+  ChunkId id = testing::TestChunkId(9);
+  ASSERT_TRUE(c.nodes[0]->Put(id, good).ok());
+  ASSERT_TRUE(c.stores[1]->Remove(id).ok());
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}}) {
+    for (auto check : {ChunkStore::ReadCheck::kChecksum,
+                       ChunkStore::ReadCheck::kCallerAuthenticates}) {
+      Bytes scratch, seen;
+      Status s = c.nodes[n]->View(id, check, &scratch, [&](ByteSpan b) {
+        seen.assign(b.begin(), b.end());
+        return Status::Ok();
+      });
+      ASSERT_TRUE(s.ok()) << n << ": " << s.ToString();
+      EXPECT_EQ(seen, good) << n;
+    }
+  }
+  Bytes scratch;
+  bool called = false;
+  Status s = c.nodes[1]->View(testing::TestChunkId(99), ChunkStore::ReadCheck::kCallerAuthenticates,
+                              &scratch, [&](ByteSpan) {
+                                called = true;
+                                return Status::Ok();
+                              });
+  EXPECT_EQ(s.code(), ErrorCode::kNotFound) << s.ToString();
+  EXPECT_FALSE(called);
+}
+
 TEST(ReplicatedChunkStoreTest, MissingEverywhereIsNotFound) {
   Cluster c(3, 3);
   Bytes out;
