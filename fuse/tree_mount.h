@@ -84,7 +84,7 @@ class TreeMount {
   // thread; does not block on the kernel.
   void OnRemoteOp(const core::Op& op);
 
-  // --- used by the low-level operations (fuse/tree_mount.cc) ---
+  // --- used by the low-level operations (fuse/tree_mount_ops.cc) ---
   // Bytes of a file that held none yet, written in order from 0 and kept
   // in memory while they are few; counted against the mount's budget.
   struct Head {
