@@ -58,13 +58,20 @@ class ChunkStore {
   virtual Status Get(const ChunkId& id, Bytes* out, ReadCheck check) = 0;
   Status Get(const ChunkId& id, Bytes* out) { return Get(id, out, ReadCheck::kChecksum); }
 
+  // Whether a chunk read now is likely to be read again soon: kStreaming
+  // (a file read in order, a copy to a peer, a scrub: the disk store reads
+  // it past the page cache, as Get does) or kReused (random access into a
+  // file: the page cache keeps it).
+  enum class ReadHint { kStreaming, kReused };
+
   // Calls `use` once with the chunk's bytes, checked as Get checks them and
   // valid only during the call; returns Get's error (use not called) or
   // what `use` returned. A store that holds the bytes in a buffer of its own
   // (the disk store's direct reads) saves the copy into `*scratch`; others
   // Get into it (its capacity reused).
-  virtual Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+  virtual Status View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
                       const std::function<Status(ByteSpan)>& use) {
+    (void)hint;
     DFS_RETURN_IF_ERROR(Get(id, scratch, check));
     return use(*scratch);
   }

@@ -342,16 +342,16 @@ class DiskChunkStore::Impl {
   // in one preadv. Resizing a reused buffer only zero-fills what it grows by.
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) {
     ByteSpan payload;
-    Status s = GetImpl(id, out, check, &payload);
+    Status s = GetImpl(id, out, check, ReadHint::kStreaming, &payload);
     if (s.ok() && payload.data() != out->data()) out->assign(payload.begin(), payload.end());
     if (!s.ok()) out->clear();
     return s;
   }
 
-  Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+  Status View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
               const std::function<Status(ByteSpan)>& use) {
     ByteSpan payload;
-    Status s = GetImpl(id, scratch, check, &payload);
+    Status s = GetImpl(id, scratch, check, hint, &payload);
     if (!s.ok()) {
       scratch->clear();
       return s;
@@ -631,7 +631,8 @@ class DiskChunkStore::Impl {
   // Reads and checks the chunk; `*payload` is its payload: in `*out`, or in
   // this thread's direct-read buffer (valid until the thread's next read or
   // PutBuffer).
-  Status GetImpl(const ChunkId& id, Bytes* out, ReadCheck check, ByteSpan* payload) {
+  Status GetImpl(const ChunkId& id, Bytes* out, ReadCheck check, ReadHint hint,
+                 ByteSpan* payload) {
     const std::string hex = id.ToHex();
     const fs::path path = PathFor(hex);
     auto corrupt = [&](std::string_view what) {
@@ -657,7 +658,8 @@ class DiskChunkStore::Impl {
     }
     std::uint8_t header_buf[kHeaderSize];
     const std::uint8_t* header = header_buf;
-    if (std::uint8_t* direct = ReadDirect(f.get(), size); direct != nullptr) {
+    std::uint8_t* direct = hint == ReadHint::kStreaming ? ReadDirect(f.get(), size) : nullptr;
+    if (direct != nullptr) {
       header = direct;  // read past the page cache
       *payload = ByteSpan(direct + kHeaderSize, size - kHeaderSize);
     } else {
@@ -724,9 +726,9 @@ MutableByteSpan DiskChunkStore::PutBuffer(std::size_t size) { return impl_->PutB
 Status DiskChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
   return impl_->Get(id, out, check);
 }
-Status DiskChunkStore::View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+Status DiskChunkStore::View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
                             const std::function<Status(ByteSpan)>& use) {
-  return impl_->View(id, check, scratch, use);
+  return impl_->View(id, check, hint, scratch, use);
 }
 Result<bool> DiskChunkStore::Has(const ChunkId& id) { return impl_->Has(id); }
 Status DiskChunkStore::Remove(const ChunkId& id) { return impl_->Remove(id); }

@@ -32,7 +32,7 @@ class DiskChunkStore final : public ChunkStore {
   MutableByteSpan PutBuffer(std::size_t size) override;
   using ChunkStore::Get;
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
-  Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+  Status View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
               const std::function<Status(ByteSpan)>& use) override;
   Result<bool> Has(const ChunkId& id) override;
   Status Remove(const ChunkId& id) override;

@@ -501,7 +501,7 @@ Status FileServer::FetchChunk(const FileRecord& rec, std::size_t i, Bytes* seale
 }
 
 Status FileServer::FetchChunk(const Manifest& manifest, std::size_t i, std::string_view name,
-                              Bytes* sealed, Bytes* out) {
+                              Bytes* sealed, Bytes* out, ChunkStore::ReadHint hint) {
   if (manifest.is_inline()) {
     const ChunkRef& ref = manifest.chunks[i];
     Status s = crypto_.Unseal(ref.id, manifest.inline_sealed, out);
@@ -512,12 +512,13 @@ Status FileServer::FetchChunk(const Manifest& manifest, std::size_t i, std::stri
     if (!s.ok()) return s.WithContext(fmt::format("'{}' inline content", name));
     return s;
   }
-  return FetchRef(manifest.chunks[i], fmt::format("'{}' chunk {} of {}", name, i + 1, manifest.chunks.size()),
-                  sealed, out);
+  return FetchRef(manifest.chunks[i],
+                  fmt::format("'{}' chunk {} of {}", name, i + 1, manifest.chunks.size()), sealed,
+                  out, hint);
 }
 
 Status FileServer::FetchRef(const ChunkRef& ref, const std::string& place, Bytes* sealed,
-                            Bytes* out) {
+                            Bytes* out, ChunkStore::ReadHint hint) {
   if (ref.IsHole()) {
     out->assign(ref.size, 0);
     return Status::Ok();
@@ -527,7 +528,7 @@ Status FileServer::FetchRef(const ChunkRef& ref, const std::string& place, Bytes
   // The GCM tag authenticates every byte; the store's checksum would be a
   // second pass over the same bytes. Opened where the store holds it.
   Status opened = Status::Ok();
-  Status s = store_->View(ref.id, ChunkStore::ReadCheck::kCallerAuthenticates, sealed,
+  Status s = store_->View(ref.id, ChunkStore::ReadCheck::kCallerAuthenticates, hint, sealed,
                           [&](ByteSpan bytes) {
                             opened = crypto_.Unseal(ref.id, bytes, out);
                             return Status::Ok();
@@ -641,7 +642,11 @@ Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint6
         std::swap(cursor->plain, a->job.plain);
         cursor->spare.push_back(std::move(a));
       } else {
-        DFS_RETURN_IF_ERROR(FetchChunk(manifest, i, "file", &cursor->sealed, &cursor->plain));
+        // Random access keeps its chunks in the page cache; a sequential
+        // reader's go past it (what it reads again is in the mount's pages).
+        DFS_RETURN_IF_ERROR(FetchChunk(manifest, i, "file", &cursor->sealed, &cursor->plain,
+                                       sequential ? ChunkStore::ReadHint::kStreaming
+                                                  : ChunkStore::ReadHint::kReused));
       }
       cursor->index = i;
       cursor->id = ref.id;
@@ -662,7 +667,7 @@ Result<std::size_t> FileServer::ReadContent(const Manifest& manifest, std::uint6
           ChunkRef r = manifest.chunks[next];
           pool_.Submit([this, a, r] {
             a->job.Finish(FetchRef(r, fmt::format("file chunk {}", a->index + 1), &a->job.sealed,
-                                   &a->job.plain));
+                                   &a->job.plain, ChunkStore::ReadHint::kStreaming));
           });
           cursor->ahead.push_back(std::move(a));
         }

@@ -266,7 +266,7 @@ class FileServer {
   // Chunk `index` of `manifest`, verified and decrypted (a hole: zeros).
   Status ReadChunk(const Manifest& manifest, std::size_t index, Bytes* plain) {
     Bytes sealed;
-    return FetchChunk(manifest, index, "file", &sealed, plain);
+    return FetchChunk(manifest, index, "file", &sealed, plain, ChunkStore::ReadHint::kReused);
   }
 
   Result<IndexTotals> Totals() { return index_->Totals(); }
@@ -295,8 +295,10 @@ class FileServer {
   // Reads, verifies and decrypts chunk `index` of `rec` into `*out`.
   Status FetchChunk(const FileRecord& rec, std::size_t index, Bytes* sealed, Bytes* out);
   Status FetchChunk(const Manifest& manifest, std::size_t index, std::string_view name,
-                    Bytes* sealed, Bytes* out);
-  Status FetchRef(const ChunkRef& ref, const std::string& place, Bytes* sealed, Bytes* out);
+                    Bytes* sealed, Bytes* out,
+                    ChunkStore::ReadHint hint = ChunkStore::ReadHint::kStreaming);
+  Status FetchRef(const ChunkRef& ref, const std::string& place, Bytes* sealed, Bytes* out,
+                  ChunkStore::ReadHint hint);
   // Chunks, seals and stores what `reader` yields into *manifest, pipelined.
   Status StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
                      Inlining inlining, Manifest* manifest, std::vector<ChunkId>* pinned,

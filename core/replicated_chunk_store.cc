@@ -80,11 +80,11 @@ Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check)
   return last;
 }
 
-Status ReplicatedChunkStore::View(const ChunkId& id, ReadCheck check, Bytes* scratch,
-                                  const std::function<Status(ByteSpan)>& use) {
+Status ReplicatedChunkStore::View(const ChunkId& id, ReadCheck check, ReadHint hint,
+                                  Bytes* scratch, const std::function<Status(ByteSpan)>& use) {
   if (!(verify_ && check == ReadCheck::kChecksum)) {
     bool used = false;
-    Status local = local_.View(id, check, scratch, [&](ByteSpan bytes) {
+    Status local = local_.View(id, check, hint, scratch, [&](ByteSpan bytes) {
       used = true;
       return use(bytes);
     });

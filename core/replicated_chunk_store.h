@@ -56,7 +56,7 @@ class ReplicatedChunkStore final : public ChunkStore {
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
   // The local copy viewed in place when it reads well; otherwise Get (cache,
   // peers) into `*scratch`.
-  Status View(const ChunkId& id, ReadCheck check, Bytes* scratch,
+  Status View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
               const std::function<Status(ByteSpan)>& use) override;
   Result<bool> Has(const ChunkId& id) override { return local_.Has(id); }
   Status Remove(const ChunkId& id) override { return local_.Remove(id); }

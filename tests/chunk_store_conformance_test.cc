@@ -94,15 +94,17 @@ TYPED_TEST(ChunkStoreConformance, ViewSeesWhatGetReturns) {
     ASSERT_TRUE(this->store().Put(id, data).ok());
     for (auto check : {ChunkStore::ReadCheck::kChecksum,
                        ChunkStore::ReadCheck::kCallerAuthenticates}) {
+    for (auto hint : {ChunkStore::ReadHint::kStreaming, ChunkStore::ReadHint::kReused}) {
       Bytes scratch;
       int calls = 0;
-      Status s = this->store().View(id, check, &scratch, [&](ByteSpan bytes) {
+      Status s = this->store().View(id, check, hint, &scratch, [&](ByteSpan bytes) {
         ++calls;
         EXPECT_TRUE(Bytes(bytes.begin(), bytes.end()) == data) << size;
         return Status::Unavailable("from use");
       });
       EXPECT_EQ(calls, 1);
       EXPECT_EQ(s.code(), ErrorCode::kUnavailable) << "use's status comes back: " << s.ToString();
+    }
     }
   }
   Bytes scratch;
@@ -111,13 +113,17 @@ TYPED_TEST(ChunkStoreConformance, ViewSeesWhatGetReturns) {
     called = true;
     return Status::Ok();
   };
-  EXPECT_EQ(this->store().View(IdOf(999), ChunkStore::ReadCheck::kChecksum, &scratch, use).code(),
-            ErrorCode::kNotFound);
+  const auto kStreaming = ChunkStore::ReadHint::kStreaming;
+  EXPECT_EQ(
+      this->store().View(IdOf(999), ChunkStore::ReadCheck::kChecksum, kStreaming, &scratch, use)
+          .code(),
+      ErrorCode::kNotFound);
   ChunkId bad = IdOf(1000);
   ASSERT_TRUE(this->store().Put(bad, testing::RandomBytes(1 << 20, 3)).ok());
   this->factory_.Corrupt(bad);
-  EXPECT_EQ(this->store().View(bad, ChunkStore::ReadCheck::kChecksum, &scratch, use).code(),
-            ErrorCode::kCorrupt);
+  EXPECT_EQ(
+      this->store().View(bad, ChunkStore::ReadCheck::kChecksum, kStreaming, &scratch, use).code(),
+      ErrorCode::kCorrupt);
   EXPECT_FALSE(called);
 }
 

@@ -177,6 +177,7 @@ std::size_t CachedPages(const fs::path& path) {
 
 // A large chunk is read past the page cache (O_DIRECT): reading a file
 // through the mount then holds its bytes once (the mount's pages), not twice.
+// A read hinted kReused (random access) goes through the page cache.
 TEST_F(DiskChunkStoreTest, LargeChunksAreReadPastThePageCache) {
   Bytes data = testing::RandomBytes(1 << 20, 12);
   ChunkId id = IdOf(60);
@@ -195,8 +196,26 @@ TEST_F(DiskChunkStoreTest, LargeChunksAreReadPastThePageCache) {
     Bytes out;
     ASSERT_TRUE(store_->Get(id, &out, check).ok());
     EXPECT_TRUE(out == data);
+    Bytes scratch;
+    ASSERT_TRUE(store_
+                    ->View(id, check, ChunkStore::ReadHint::kStreaming, &scratch,
+                           [&](ByteSpan b) {
+                             EXPECT_TRUE(Bytes(b.begin(), b.end()) == data);
+                             return Status::Ok();
+                           })
+                    .ok());
   }
   EXPECT_EQ(CachedPages(path), 0u);
+  Bytes scratch;
+  ASSERT_TRUE(store_
+                  ->View(id, ChunkStore::ReadCheck::kCallerAuthenticates,
+                         ChunkStore::ReadHint::kReused, &scratch,
+                         [&](ByteSpan b) {
+                           EXPECT_TRUE(Bytes(b.begin(), b.end()) == data);
+                           return Status::Ok();
+                         })
+                  .ok());
+  EXPECT_EQ(CachedPages(path), fs::file_size(path) / 4096 + 1);
 }
 
 TEST_F(DiskChunkStoreTest, CallerAuthenticatedReadsStillCheckFraming) {

@@ -178,7 +178,8 @@ TEST(ReplicatedChunkStoreTest, ViewReadsLocallyOrFromAPeer) {
     for (auto check : {ChunkStore::ReadCheck::kChecksum,
                        ChunkStore::ReadCheck::kCallerAuthenticates}) {
       Bytes scratch, seen;
-      Status s = c.nodes[n]->View(id, check, &scratch, [&](ByteSpan b) {
+      Status s = c.nodes[n]->View(id, check, ChunkStore::ReadHint::kStreaming, &scratch,
+                                  [&](ByteSpan b) {
         seen.assign(b.begin(), b.end());
         return Status::Ok();
       });
@@ -189,7 +190,7 @@ TEST(ReplicatedChunkStoreTest, ViewReadsLocallyOrFromAPeer) {
   Bytes scratch;
   bool called = false;
   Status s = c.nodes[1]->View(testing::TestChunkId(99), ChunkStore::ReadCheck::kCallerAuthenticates,
-                              &scratch, [&](ByteSpan) {
+                              ChunkStore::ReadHint::kReused, &scratch, [&](ByteSpan) {
                                 called = true;
                                 return Status::Ok();
                               });
