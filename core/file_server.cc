@@ -428,12 +428,13 @@ FileServer::ChunkPins::~ChunkPins() {
 }
 
 void FileServer::PinContent(const Manifest& manifest, ChunkPins* pins) {
+  pins->committed_ = true;  // nothing of ours to remove on release
+  if (manifest.is_inline()) return;  // no stored chunk to keep
   for (const ChunkRef& ref : manifest.chunks) {
-    if (ref.IsHole() || manifest.is_inline()) continue;
+    if (ref.IsHole()) continue;
     Pin(ref.id);
     pins->ids_.push_back(ref.id);
   }
-  pins->committed_ = true;  // nothing of ours to remove on release
 }
 
 Result<Manifest> FileServer::StoreData(Reader& reader, ChunkPins* pins, Inlining inlining) {
