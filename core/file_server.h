@@ -202,6 +202,9 @@ class FileServer {
 
   // The content of a regular file. Errors: kNotFound, kIsDirectory.
   Result<Manifest> Content(const FileId& inode);
+  // How logs name an inode: one of its paths and its id ("/a/b (1f2e3d4c)"),
+  // or the id alone when it has no name (or the index fails).
+  std::string Describe(const FileId& inode);
 
   // Chunks that a write has stored but not yet committed: removal of them
   // (by a concurrent delete of another file that shared them) waits until

@@ -507,6 +507,13 @@ Result<std::vector<std::string>> FileServer::ListXattr(const FileId& inode) {
   return index_->WithDb([&](sqlite3* db) { return treedb::ListXattr(db, inode); });
 }
 
+std::string FileServer::Describe(const FileId& inode) {
+  Result<std::string> path =
+      index_->WithDb([&](sqlite3* db) { return treedb::PathOf(db, inode); });
+  if (!path.ok() || path->empty()) return inode.ShortHex();
+  return fmt::format("{} ({})", *path, inode.ShortHex());
+}
+
 Result<Manifest> FileServer::Content(const FileId& inode) {
   DFS_ASSIGN_OR_RETURN(Attr a, GetAttr(inode));
   if (a.type == FileType::kDirectory) return Status::IsDirectory("content of a directory");

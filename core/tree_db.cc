@@ -547,6 +547,24 @@ Result<std::optional<EntryRow>> GetEntry(sqlite3* db, const FileId& entry) {
   return std::optional<EntryRow>(EntryRow{entry, p.parent, p.name, p.inode, p.is_dir});
 }
 
+Result<std::string> PathOf(sqlite3* db, const FileId& inode) {
+  Stmt s(db, "SELECT id FROM entries WHERE inode = ?1 AND parent != ?2 LIMIT 1");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, IdSpan(inode));
+  s.Bind(2, IdSpan(FileId::Trash()));
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+  if (!row) return std::string();
+  DFS_ASSIGN_OR_RETURN(FileId entry, IdFrom(s.Blob(0)));
+  std::string path;
+  for (int depth = 0; depth < 64 && entry != FileId::Root(); ++depth) {
+    DFS_ASSIGN_OR_RETURN(Placement p, ReadPlacement(db, entry));
+    if (!p.present || p.parent == FileId::Trash()) return std::string();
+    path = "/" + p.name + path;
+    entry = p.parent;  // a directory's entry id is its inode id
+  }
+  return entry == FileId::Root() ? path : ".../" + path.substr(1);
+}
+
 Result<std::optional<Attr>> GetAttr(sqlite3* db, const FileId& inode) {
   Stmt s(db, "SELECT type, rdev, mode, uid, gid, atime, mtime, ctime, size FROM inodes "
              "WHERE id = ?1 AND type != 0");

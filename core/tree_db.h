@@ -59,6 +59,9 @@ struct EntryRow {
 
 Result<std::optional<EntryRow>> GetEntry(sqlite3* db, const FileId& entry);
 Result<std::optional<Attr>> GetAttr(sqlite3* db, const FileId& inode);
+// One path of `inode` from the root ("/dir/name", through one of its names;
+// ".../" past 64 levels), for messages; "" when it has no name.
+Result<std::string> PathOf(sqlite3* db, const FileId& inode);
 // The live entry of `dir` listed as `name` (resolving "name~<8 hex>").
 Result<std::optional<DirEntry>> Lookup(sqlite3* db, const FileId& dir, std::string_view name);
 // One name of a directory listing, without its attributes.

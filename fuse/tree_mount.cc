@@ -38,7 +38,9 @@ TreeMount::~TreeMount() {
   }
   for (auto& [ino, f] : open) {
     std::lock_guard lock(f->mu);
-    if (Status s = Commit(*f); !s.ok()) spdlog::error("unmount: {}", s.ToString());
+    if (Status s = Commit(*f); !s.ok()) {
+      spdlog::error("commit at unmount of {}: {}", files_.Describe(f->inode), s.ToString());
+    }
   }
   if (session_ == nullptr) return;
   fuse_session_unmount(session_);
@@ -276,11 +278,7 @@ Status TreeMount::CommitHead(OpenFile& file) {
                       : core::FileServer::Inlining::kRegion;
   DFS_ASSIGN_OR_RETURN(core::Manifest next, files_.StoreData(reader, &pins, inlining));
   if (next.size < file.content->size) next.AppendHole(file.content->size - next.size);
-  Status s = files_.CommitContent(file.inode, next, mtime, &pins);
-  if (!s.ok()) {
-    spdlog::error("commit of {}: {}", file.inode.ShortHex(), s.ToString());
-    return s;
-  }
+  DFS_RETURN_IF_ERROR(files_.CommitContent(file.inode, next, mtime, &pins));
   file.head.Clear();
   Committed(file, std::move(next));
   return Status::Ok();
@@ -324,11 +322,7 @@ Status TreeMount::Commit(OpenFile& file) {
   }
   // The staged bytes are dropped only once the tree holds the new content:
   // a failure here leaves the file dirty, and the next flush tries again.
-  Status s = files_.CommitContent(file.inode, next, mtime, &pins);
-  if (!s.ok()) {
-    spdlog::error("commit of {}: {}", file.inode.ShortHex(), s.ToString());
-    return s;
-  }
+  DFS_RETURN_IF_ERROR(files_.CommitContent(file.inode, next, mtime, &pins));
   if (prepared) DFS_RETURN_IF_ERROR(file.staged->FinishCommit(*prepared));
   Committed(file, std::move(next));
   return Status::Ok();

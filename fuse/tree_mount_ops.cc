@@ -430,6 +430,11 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 
 TreeMount::Handle* H(fuse_file_info* fi) { return reinterpret_cast<TreeMount::Handle*>(fi->fh); }
 
+// Logs a failed call on an open file: the call, the file's path, the error.
+void LogFailure(TreeMount* m, std::string_view call, const FileId& inode, const Status& s) {
+  spdlog::error("{} of {}: {}", call, m->files().Describe(inode), s.ToString());
+}
+
 void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_info* fi) {
   TreeMount* m = Self(req);
   TreeMount::Handle* h = H(fi);
@@ -458,7 +463,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, std::size_t size, off_t off, fuse_file_i
     }
   }
   if (!got.ok()) {
-    spdlog::error("read: {}", got.status().ToString());
+    LogFailure(m, "read", h->file->inode, got.status());
     return (void)fuse_reply_err(req, Errno(got.status()));
   }
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *got);
@@ -480,7 +485,9 @@ void OpWrite(fuse_req_t req, fuse_ino_t, const char* data, std::size_t size, off
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   TreeMount::OpenFile& f = *H(fi)->file;
   std::lock_guard lock(f.mu);
-  fuse_reply_err(req, Errno(Self(req)->Commit(f)));
+  Status s = Self(req)->Commit(f);
+  if (!s.ok()) LogFailure(Self(req), "flush", f.inode, s);
+  fuse_reply_err(req, Errno(s));
 }
 
 // fsync: the content is uploaded and committed, and the index log synced
@@ -493,6 +500,7 @@ void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
     s = Self(req)->Commit(f);
   }
   if (s.ok()) s = Self(req)->files().Flush();
+  if (!s.ok()) LogFailure(Self(req), "fsync", f.inode, s);
   fuse_reply_err(req, Errno(s));
 }
 
@@ -504,7 +512,7 @@ void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::unique_ptr<TreeMount::Handle> h(H(fi));
   Status s = Self(req)->Release(ino, h->file);
-  if (!s.ok()) spdlog::error("release: {}", s.ToString());
+  if (!s.ok()) LogFailure(Self(req), "release", h->file->inode, s);
   fuse_reply_err(req, Errno(s));
 }
 

@@ -618,6 +618,10 @@ TEST_F(PosixMountTest, AFullDiskGivesEnospcAndLosesNothingWritten) {
   EXPECT_TRUE(Mounted(mnt_));
   EXPECT_TRUE(ReadAll(P("keep"), true) == keep);
   EXPECT_EQ(ReadAll(P("small"), true), "small\n");
+  // The log names the call, the file and the error.
+  std::string log = testing::Slurp(log_);
+  EXPECT_NE(log.find(" of /big ("), std::string::npos) << log;
+  EXPECT_NE(log.find("o space"), std::string::npos) << log;
 
   // Filled to the last byte by someone else: new files and names fail
   // with ENOSPC (never EIO), what is there stays readable.

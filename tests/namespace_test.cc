@@ -130,6 +130,20 @@ TEST_F(NamespaceTest, MakeLookupAndListInNameOrder) {
   NS_EXPECT_CODE(fs_->Rename(root_, "a", gone, "x"), kNotFound);
 }
 
+// Logs name an inode by a path from the root and its id; a moved file by
+// its new path; an unlinked one by its id alone.
+TEST_F(NamespaceTest, DescribeNamesAnInodeByItsPath) {
+  FileId a = Mk(root_, "a", Dir());
+  FileId b = Mk(a, "b", Dir());
+  FileId f = Mk(b, "file.txt", File());
+  EXPECT_EQ(fs_->Describe(f), "/a/b/file.txt (" + f.ShortHex() + ")");
+  EXPECT_EQ(fs_->Describe(b), "/a/b (" + b.ShortHex() + ")");
+  NS_ASSERT_OK(fs_->Rename(b, "file.txt", a, "moved", 0));
+  EXPECT_EQ(fs_->Describe(f), "/a/moved (" + f.ShortHex() + ")");
+  NS_ASSERT_OK(fs_->Unlink(a, "moved"));
+  EXPECT_EQ(fs_->Describe(f), f.ShortHex());
+}
+
 TEST_F(NamespaceTest, ExistingNamesAreRefused) {
   FileId f = Mk(root_, "f", File());
   Mk(root_, "d", Dir());
