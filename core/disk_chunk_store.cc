@@ -212,12 +212,17 @@ class DiskChunkStore::Impl {
     return Status::Ok();
   }
 
+  // Whether a chunk file of `payload` bytes is written and read with
+  // O_DIRECT (large enough, not larger than the buffer, and allowed here).
+  bool Direct(std::size_t payload) const {
+    return payload >= kDirectMin && payload <= kDirectMax &&
+           direct_.load(std::memory_order_relaxed);
+  }
+
   // Lends the payload part of this thread's O_DIRECT buffer: a caller that
   // seals into it saves Put the copy.
   MutableByteSpan PutBuffer(std::size_t size) {
-    if (size < kDirectMin || size > kDirectMax || !direct_.load(std::memory_order_relaxed)) {
-      return {};
-    }
+    if (!Direct(size)) return {};
     std::uint8_t* buf = DirectBuffer(Padded(kHeaderSize + size));
     if (buf == nullptr) return {};
     return {buf + kHeaderSize, size};
@@ -247,8 +252,7 @@ class DiskChunkStore::Impl {
     }
 
     const fs::path tmp = tmp_ / fmt::format("{}.{}.{}", hex, ::getpid(), g_tmp_counter++);
-    const bool direct = data.size() >= kDirectMin && data.size() <= kDirectMax &&
-                        direct_.load(std::memory_order_relaxed);
+    const bool direct = Direct(data.size());
     UniqueFd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct ? O_DIRECT : 0),
                       0600));
     if (!f.valid() && direct && errno == EINVAL) {  // a filesystem without O_DIRECT (tmpfs)
@@ -338,14 +342,13 @@ class DiskChunkStore::Impl {
     return 0;
   }
 
-  // `*out` is resized once and read into directly: header and payload come
-  // in one preadv. Resizing a reused buffer only zero-fills what it grows by.
+  // A small chunk is read straight into `*out` (header and payload in one
+  // preadv); a large one is read direct and copied out of the aligned buffer.
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) {
-    ByteSpan payload;
-    Status s = GetImpl(id, out, check, ReadHint::kStreaming, &payload);
-    if (s.ok() && payload.data() != out->data()) out->assign(payload.begin(), payload.end());
-    if (!s.ok()) out->clear();
-    return s;
+    return View(id, check, ReadHint::kStreaming, out, [&](ByteSpan payload) {
+      if (payload.data() != out->data()) out->assign(payload.begin(), payload.end());
+      return Status::Ok();
+    });
   }
 
   Status View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
@@ -608,10 +611,7 @@ class DiskChunkStore::Impl {
   // plaintext anyway. nullptr: read it the buffered way (small, refused, or
   // the file changed size under us, which the buffered read reports).
   std::uint8_t* ReadDirect(int fd, std::uint64_t size) {
-    if (size - kHeaderSize < kDirectMin || size - kHeaderSize > kDirectMax ||
-        !direct_.load(std::memory_order_relaxed)) {
-      return nullptr;
-    }
+    if (!Direct(size - kHeaderSize)) return nullptr;
     std::uint8_t* buf = DirectBuffer(Padded(size));
     const int flags = ::fcntl(fd, F_GETFL);
     if (buf == nullptr || flags < 0 || ::fcntl(fd, F_SETFL, flags | O_DIRECT) != 0) return nullptr;
