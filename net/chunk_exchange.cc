@@ -14,17 +14,21 @@ constexpr std::uint8_t kPut = 1;
 constexpr std::uint8_t kGet = 2;
 constexpr std::uint8_t kHas = 3;
 
+// The answer's payload is the chunk (get), one byte (has) or an error
+// message, then the status code as its last byte: the asker drops that byte
+// and keeps the chunk where it is (no copy of megabytes to shift it).
 Frame Reply(std::uint64_t request_id, const core::Status& s, core::ByteSpan data = {}) {
   Frame f;
   f.type = FrameType::kChunkResponse;
   f.request_id = request_id;
-  f.payload.push_back(static_cast<std::uint8_t>(s.code()));
   if (s.ok()) {
+    f.payload.reserve(data.size() + 1);
     f.payload.insert(f.payload.end(), data.begin(), data.end());
   } else {
     std::string m = s.message().substr(0, 1024);
     f.payload.insert(f.payload.end(), m.begin(), m.end());
   }
+  f.payload.push_back(static_cast<std::uint8_t>(s.code()));
   return f;
 }
 
@@ -56,9 +60,15 @@ void ChunkServer::Handle(Connection& conn, Frame frame) {
       if (s.ok()) s = store_.Sync();  // durable before we say so
       reply = Reply(frame.request_id, s);
     } else if (q[0] == kGet) {
-      core::Bytes data;
-      core::Status s = store_.Get(id, &data);
-      reply = Reply(frame.request_id, s, data);
+      // Straight from the store's read buffer into the answer: one copy.
+      core::Bytes scratch;
+      core::Status s = store_.View(id, core::ChunkStore::ReadCheck::kChecksum,
+                                   core::ChunkStore::ReadHint::kStreaming, &scratch,
+                                   [&](core::ByteSpan chunk) {
+                                     reply = Reply(frame.request_id, core::Status::Ok(), chunk);
+                                     return core::Status::Ok();
+                                   });
+      if (!s.ok()) reply = Reply(frame.request_id, s);
     } else {
       core::Result<bool> has = store_.Has(id);
       std::uint8_t answer = has.ok() && *has ? 1 : 0;
@@ -88,13 +98,19 @@ std::vector<core::NodeId> MeshPeerNetwork::LiveMembers() {
 
 core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
                                    std::chrono::milliseconds deadline, core::Bytes* reply) {
-  auto done = std::make_shared<std::promise<std::pair<core::Status, core::Bytes>>>();
+  struct Answer {
+    core::Status status;
+    core::Bytes payload;
+    std::string from;  // the peer's address
+  };
+  auto done = std::make_shared<std::promise<Answer>>();
   auto fut = done->get_future();
   asio::post(io_, [this, peer, request = std::move(request), deadline, done]() mutable {
     std::shared_ptr<Connection> conn = mesh_.ConnectionTo(peer);
     if (!conn) {
       done->set_value({core::Status::Unavailable(fmt::format(
                            "no connection to node {}", peer.ToHex().substr(0, 8))),
+                       {},
                        {}});
       return;
     }
@@ -105,28 +121,19 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
           if (auto* ec = std::get_if<std::error_code>(&r)) {
             done->set_value({core::Status::Unavailable(fmt::format("peer {}: {}", conn->peer(),
                                                                    ec->message())),
+                             {},
                              {}});
             co_return;
           }
-          Frame& f = std::get<Frame>(r);
-          if (f.payload.empty()) {
-            done->set_value({core::Status::Io("empty chunk response"), {}});
-            co_return;
-          }
-          auto code = static_cast<core::ErrorCode>(f.payload[0]);
-          core::Bytes rest(f.payload.begin() + 1, f.payload.end());
-          if (code == core::ErrorCode::kOk) {
-            done->set_value({core::Status::Ok(), std::move(rest)});
-          } else {
-            done->set_value({core::Status(code, fmt::format("peer {}: {}", conn->peer(),
-                                                            std::string(rest.begin(), rest.end()))),
-                             {}});
-          }
+          // The answer is taken apart on the caller's thread: the io thread
+          // only hands the payload over (a chunk is megabytes).
+          done->set_value(
+              {core::Status::Ok(), std::move(std::get<Frame>(r).payload), conn->peer()});
         },
         [done](std::exception_ptr e) {
           if (e) {
             try {
-              done->set_value({core::Status::Io("chunk request failed"), {}});
+              done->set_value({core::Status::Io("chunk request failed"), {}, {}});
             } catch (const std::future_error&) {
             }
           }
@@ -136,9 +143,18 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
   if (fut.wait_for(deadline + std::chrono::seconds(1)) != std::future_status::ready) {
     return core::Status::Unavailable("chunk request: no answer by the deadline");
   }
-  auto [status, bytes] = fut.get();
-  if (status.ok() && reply) *reply = std::move(bytes);
-  return status;
+  auto [status, payload, from] = fut.get();
+  if (!status.ok()) return status;
+  // The answer: the chunk or the error's message, then a status code byte.
+  if (payload.empty()) return core::Status::Io("empty chunk response");
+  auto code = static_cast<core::ErrorCode>(payload.back());
+  payload.pop_back();
+  if (code != core::ErrorCode::kOk) {
+    return core::Status(code, fmt::format("peer {}: {}", from,
+                                          std::string(payload.begin(), payload.end())));
+  }
+  if (reply) *reply = std::move(payload);
+  return core::Status::Ok();
 }
 
 core::Status MeshPeerNetwork::PutChunk(const core::NodeId& to, const core::ChunkId& id,

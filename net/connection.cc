@@ -74,6 +74,10 @@ Connection::Connection(tcp::socket socket, const NetworkKey& key, Role role,
       handshake_timer_(socket_.get_executor()),
       last_heard_(std::chrono::steady_clock::now()) {
   decoder_.set_handshake_only(true);
+  // Requests, credit grants and answers are small frames: Nagle's algorithm
+  // would hold each one back until the peer acknowledged the last segment.
+  boost::system::error_code ignored;
+  socket_.set_option(tcp::no_delay(true), ignored);
 }
 
 Connection::~Connection() = default;
@@ -224,14 +228,17 @@ asio::awaitable<void> Connection::Writer() {
     // Queued frames (requests, answers, credit, heartbeats) go before the
     // next stream piece, so no transfer holds up the small frames.
     Frame frame;
-    while (!closed_ && (!queue_.empty() || NextStreamPiece(&frame))) {
+    ByteSpan piece;
+    while (!closed_ && (!queue_.empty() || NextStreamPiece(&frame, &piece))) {
       const bool queued_frame = !queue_.empty();
       if (queued_frame) {
         frame = std::move(queue_.front());
         queue_.pop_front();
         ++popped_;
+        piece = frame.payload;
       }
-      if (auto ec = sealer_->Seal(frame, &wire)) {
+      // Sealed (copied into the wire buffer) before anything can drop the piece.
+      if (auto ec = sealer_->Seal(frame.type, frame.flags, frame.request_id, piece, &wire)) {
         Close(ec);
         co_return;
       }
@@ -295,7 +302,7 @@ void Connection::OpenOutStream(Frame frame) {
   out_streams_.emplace(id, OutStream{std::move(frame)});
 }
 
-bool Connection::NextStreamPiece(Frame* out) {
+bool Connection::NextStreamPiece(Frame* out, ByteSpan* piece) {
   if (out_streams_.empty()) return false;
   auto it = out_streams_.lower_bound(stream_turn_);
   for (std::size_t tried = 0; tried < out_streams_.size(); ++tried, ++it) {
@@ -305,6 +312,7 @@ bool Connection::NextStreamPiece(Frame* out) {
     std::size_t left = s.frame.payload.size() - s.offset;
     if (left == 0) {
       *out = Frame{FrameType::kStreamClose, 0, id, {}};
+      *piece = {};
       out_streams_.erase(it);
       stream_turn_ = id + 1;
       return true;
@@ -314,8 +322,8 @@ bool Connection::NextStreamPiece(Frame* out) {
     out->type = FrameType::kStreamData;
     out->flags = 0;
     out->request_id = id;
-    out->payload.assign(s.frame.payload.begin() + static_cast<std::ptrdiff_t>(s.offset),
-                        s.frame.payload.begin() + static_cast<std::ptrdiff_t>(s.offset + n));
+    out->payload.clear();
+    *piece = ByteSpan(s.frame.payload.data() + s.offset, n);
     s.offset += n;
     s.credit -= n;
     stream_turn_ = id + 1;  // the others take their turn first

@@ -126,7 +126,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Dispatch(Frame frame);
   // Streams: the sender's and the receiver's halves.
   void OpenOutStream(Frame frame);
-  bool NextStreamPiece(Frame* out);
+  // The next stream frame to send: its header in *out, its payload (a piece
+  // of the message, not copied) in *piece, valid until the writer next
+  // waits (a cancel may then drop the stream).
+  bool NextStreamPiece(Frame* out, ByteSpan* piece);
   void CancelOutStream(std::uint64_t id, const std::string& why, bool tell_peer);
   void OnStreamFrame(Frame frame);
   void AdmitWaiting();

@@ -21,21 +21,26 @@ FrameSealer::FrameSealer(const SessionKey& key) : key_(key) {}
 FrameSealer::~FrameSealer() { CryptoPP::SecureWipeBuffer(key_.data(), key_.size()); }
 
 std::error_code FrameSealer::Seal(const Frame& frame, Bytes* out) {
-  std::optional<std::uint32_t> max = MaxPayload(static_cast<std::uint8_t>(frame.type));
+  return Seal(frame.type, frame.flags, frame.request_id, frame.payload, out);
+}
+
+std::error_code FrameSealer::Seal(FrameType type, std::uint8_t flags, std::uint64_t request_id,
+                                  ByteSpan payload, Bytes* out) {
+  std::optional<std::uint32_t> max = MaxPayload(static_cast<std::uint8_t>(type));
   if (!max) return NetError::kUnknownType;
-  if (frame.payload.size() + kSealOverhead > *max) return NetError::kFrameTooLarge;
+  if (payload.size() + kSealOverhead > *max) return NetError::kFrameTooLarge;
   if (counter_ == std::numeric_limits<std::uint64_t>::max()) return NetError::kCounterExhausted;
-  const std::size_t n = frame.payload.size();
+  const std::size_t n = payload.size();
   out->resize(kHeaderSize + n + kSealOverhead);
-  EncodeHeader(frame.type, frame.flags, frame.request_id,
-               static_cast<std::uint32_t>(n + kSealOverhead), out->data());
+  EncodeHeader(type, flags, request_id, static_cast<std::uint32_t>(n + kSealOverhead),
+               out->data());
   std::uint8_t nonce[12];
   Nonce(counter_++, nonce);
   CryptoPP::GCM<CryptoPP::AES>::Encryption gcm;
   gcm.SetKeyWithIV(key_.data(), key_.size(), nonce, sizeof(nonce));
   gcm.EncryptAndAuthenticate(out->data() + kHeaderSize, out->data() + kHeaderSize + n,
                              kSealOverhead, nonce, sizeof(nonce), out->data(), kHeaderSize,
-                             frame.payload.data(), n);
+                             payload.data(), n);
   return {};
 }
 
@@ -56,15 +61,17 @@ std::error_code FrameOpener::Open(Frame* frame) {
   Nonce(counter_, nonce);
   CryptoPP::GCM<CryptoPP::AES>::Decryption gcm;
   gcm.SetKeyWithIV(key_.data(), key_.size(), nonce, sizeof(nonce));
-  Bytes plain(n);
-  bool ok = gcm.DecryptAndVerify(plain.data(), frame->payload.data() + n, kSealOverhead, nonce,
-                                 sizeof(nonce), header, kHeaderSize, frame->payload.data(), n);
+  // In place: GCM authenticates each block of ciphertext before it
+  // decrypts it over itself; a failed frame is cleared anyway.
+  std::uint8_t* data = frame->payload.data();
+  bool ok = gcm.DecryptAndVerify(data, data + n, kSealOverhead, nonce, sizeof(nonce), header,
+                                 kHeaderSize, data, n);
   if (!ok) {
     frame->payload.clear();
     return NetError::kAuthFailed;
   }
   ++counter_;  // only an authentic frame advances the expected counter
-  frame->payload = std::move(plain);
+  frame->payload.resize(n);
   return {};
 }
 

@@ -23,6 +23,10 @@ class FrameSealer {
   // Encodes `frame` sealed into `*out` (header + ciphertext + tag).
   // Errors: kFrameTooLarge, kUnknownType, kCounterExhausted.
   std::error_code Seal(const Frame& frame, Bytes* out);
+  // The same for a frame given by its parts: a stream piece is sealed
+  // straight from the message it is cut from.
+  std::error_code Seal(FrameType type, std::uint8_t flags, std::uint64_t request_id,
+                       ByteSpan payload, Bytes* out);
 
  private:
   SessionKey key_;

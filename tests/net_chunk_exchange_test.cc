@@ -118,5 +118,41 @@ TEST_F(ChunkExchangeTest, MissingEverywhereIsNotFound) {
   EXPECT_EQ(s.code(), core::ErrorCode::kNotFound) << s.ToString();
 }
 
+// The answer's last byte is its status: a chunk of any size (one byte
+// included) comes back whole, and a peer's error arrives with its code and
+// its message.
+TEST_F(ChunkExchangeTest, PeerAnswersCarryTheChunkOrTheErrorAndItsCode) {
+  Build(2, 1);
+  core::PeerNetwork& from1 = *nodes_[1]->network;
+  const core::NodeId peer = testing::TestNodeId(1);
+  for (std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{3 << 20}}) {
+    core::ChunkId id = testing::TestChunkId(static_cast<std::uint32_t>(size));
+    core::Bytes data = testing::RandomBytes(size, static_cast<std::uint32_t>(size));
+    ASSERT_TRUE(nodes_[0]->store.Put(id, data).ok());
+    core::Bytes out;
+    core::Status s = from1.GetChunk(peer, id, &out, 5000ms);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(out, data) << size << " bytes";
+    core::Result<bool> has = from1.HasChunk(peer, id, 5000ms);
+    ASSERT_TRUE(has.ok());
+    EXPECT_TRUE(*has);
+  }
+  core::Result<bool> has = from1.HasChunk(peer, testing::TestChunkId(4242), 5000ms);
+  ASSERT_TRUE(has.ok());
+  EXPECT_FALSE(*has);
+
+  core::Bytes out;
+  core::Status missing = from1.GetChunk(peer, testing::TestChunkId(4242), &out, 5000ms);
+  EXPECT_EQ(missing.code(), core::ErrorCode::kNotFound) << missing.ToString();
+  EXPECT_NE(missing.message().find("127.0.0.1:"), std::string::npos) << missing.ToString();
+  EXPECT_TRUE(out.empty());
+
+  ASSERT_TRUE(nodes_[0]->store.CorruptForTest(testing::TestChunkId(100)));
+  core::Status corrupt = from1.GetChunk(peer, testing::TestChunkId(100), &out, 5000ms);
+  EXPECT_EQ(corrupt.code(), core::ErrorCode::kCorrupt) << corrupt.ToString();
+  EXPECT_NE(corrupt.message().find(testing::TestChunkId(100).ToHex().substr(0, 8)), std::string::npos)
+      << "the serving store's message travels: " << corrupt.ToString();
+}
+
 }  // namespace
 }  // namespace dfs::net
