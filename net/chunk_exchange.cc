@@ -100,8 +100,8 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
                                    std::chrono::milliseconds deadline, core::Bytes* reply) {
   struct Answer {
     core::Status status;
-    core::Bytes payload;
-    std::string from;  // the peer's address
+    core::Bytes payload = {};
+    std::string from = {};  // the peer's address
   };
   auto done = std::make_shared<std::promise<Answer>>();
   auto fut = done->get_future();
@@ -109,9 +109,7 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
     std::shared_ptr<Connection> conn = mesh_.ConnectionTo(peer);
     if (!conn) {
       done->set_value({core::Status::Unavailable(fmt::format(
-                           "no connection to node {}", peer.ToHex().substr(0, 8))),
-                       {},
-                       {}});
+                           "no connection to node {}", peer.ToHex().substr(0, 8)))});
       return;
     }
     asio::co_spawn(
@@ -120,9 +118,7 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
           auto r = co_await conn->Request(std::move(request), deadline);
           if (auto* ec = std::get_if<std::error_code>(&r)) {
             done->set_value({core::Status::Unavailable(fmt::format("peer {}: {}", conn->peer(),
-                                                                   ec->message())),
-                             {},
-                             {}});
+                                                                   ec->message()))});
             co_return;
           }
           // The answer is taken apart on the caller's thread: the io thread
@@ -133,7 +129,7 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
         [done](std::exception_ptr e) {
           if (e) {
             try {
-              done->set_value({core::Status::Io("chunk request failed"), {}, {}});
+              done->set_value({core::Status::Io("chunk request failed")});
             } catch (const std::future_error&) {
             }
           }
