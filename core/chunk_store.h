@@ -9,6 +9,8 @@
 // Thread safety: all methods may be called concurrently from any thread.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 
@@ -23,12 +25,24 @@ struct StoreUsage {
   std::uint64_t bytes = 0;  // payload bytes (sealed chunk sizes), not counting headers
 };
 
+// What the chunk collector (core/chunk_gc.h) needs to know of a chunk
+// without reading it.
+struct ChunkStat {
+  std::uint64_t size = 0;  // payload bytes
+  // When it was last Put: its first store, or a later Put of the same id
+  // (a writer that found it held), whichever is newer.
+  std::chrono::system_clock::time_point stored{};
+  // The payload's first bytes (zeros past its end): a sealed chunk's
+  // envelope header, which names the volume key that sealed it.
+  std::array<std::uint8_t, 16> head{};
+};
+
 class ChunkStore {
  public:
   virtual ~ChunkStore() = default;
 
   // Stores `data` under `id`. Idempotent: putting an id that is already held
-  // succeeds without rewriting it. When Put returns the chunk is complete and
+  // succeeds without rewriting it (it only renews its Put time, see Stat). When Put returns the chunk is complete and
   // visible to Get; it is durable (bytes and directory entry) after the next
   // Sync(), which callers issue before committing anything that names it.
   // Errors: kNoSpace, kIo, kPermission.
@@ -81,6 +95,18 @@ class ChunkStore {
 
   // Removes the chunk. Errors: kNotFound, kIo.
   virtual Status Remove(const ChunkId& id) = 0;
+
+  // The chunk's size, last Put time and first bytes (no integrity check).
+  // Errors: kNotFound, kIo.
+  virtual Result<ChunkStat> Stat(const ChunkId& id) = 0;
+
+  // Removes the chunk only if its last Put was before `cutoff`; returns
+  // whether it did. Atomic with Put: a Put of the same id that returned
+  // before this call keeps the chunk (its time is newer), and one that
+  // starts after it finds the chunk gone and writes it anew.
+  // Errors: kNotFound, kIo.
+  virtual Result<bool> RemoveIfStoredBefore(const ChunkId& id,
+                                            std::chrono::system_clock::time_point cutoff) = 0;
 
   // Calls `fn(id, size)` for every chunk held, in no particular order,
   // until it returns false. Chunks added or removed during the walk may or

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <array>
 #include <algorithm>
 #include <cstdlib>
 #include <atomic>
@@ -245,10 +246,14 @@ class DiskChunkStore::Impl {
     DFS_ASSIGN_OR_RETURN(Existing existing,
                          CheckExisting(final_path, header, data.size(), &damaged_payload));
     if (existing == Existing::kIntact) {
-      // It may have been written by a process that crashed before its Sync:
-      // our caller's Sync makes it durable too.
-      MarkPending(id, hex);
-      return Status::Ok();
+      DFS_ASSIGN_OR_RETURN(bool held, Renew(id, final_path));
+      if (held) {
+        // It may have been written by a process that crashed before its
+        // Sync: our caller's Sync makes it durable too.
+        MarkPending(id, hex);
+        return Status::Ok();
+      }
+      existing = Existing::kAbsent;  // collected just now: written anew
     }
 
     const fs::path tmp = tmp_ / fmt::format("{}.{}.{}", hex, ::getpid(), g_tmp_counter++);
@@ -268,6 +273,9 @@ class DiskChunkStore::Impl {
     if (int err = WriteChunkFile(f.get(), header, data); err != 0) {
       return fail(ErrnoStatus(err, "write " + tmp.string()));
     }
+    if (const std::array<timespec, 2> now = PreciseNow(); ::futimens(f.get(), now.data()) != 0) {
+      return fail(ErrnoStatus(errno, "set the time of " + tmp.string()));
+    }
     if (int err = f.Close(); err != 0) return fail(ErrnoStatus(err, "close " + tmp.string()));
 
     if (Status s = EnsureShard(id, hex); !s.ok()) return fail(std::move(s));
@@ -280,7 +288,15 @@ class DiskChunkStore::Impl {
         return Status::Ok();
       }
       if (errno == EEXIST) {  // a concurrent Put of the same id won
+        Result<bool> held = Renew(id, final_path);
+        if (held.ok() && !*held &&
+            ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) ==
+                0) {  // and was collected since: ours goes in
+          Installed(id, hex, data.size(), /*replaced=*/false, /*old_size=*/0);
+          return Status::Ok();
+        }
         ::unlink(tmp.c_str());
+        if (!held.ok()) return held.status();
         MarkPending(id, hex);
         return Status::Ok();
       }
@@ -370,22 +386,87 @@ class DiskChunkStore::Impl {
   }
 
   Status Remove(const ChunkId& id) {
+    return RemoveIf(id, [](const struct stat&) { return true; }).status();
+  }
+
+  Result<ChunkStat> Stat(const ChunkId& id) {
+    const std::string hex = id.ToHex();
+    const fs::path path = PathFor(hex);
+    UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    struct stat st {};
+    if (!f.valid() || ::fstat(f.get(), &st) != 0) {
+      if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
+      return ErrnoStatus(errno, "stat chunk " + path.string());
+    }
+    ChunkStat out;
+    out.size = PayloadSizeOf(static_cast<std::uint64_t>(st.st_size));
+    out.stored = StoredTime(st);
+    ssize_t n = ::pread(f.get(), out.head.data(), out.head.size(), kHeaderSize);
+    if (n < 0) return ErrnoStatus(errno, "read chunk " + path.string());
+    std::fill(out.head.begin() + n, out.head.end(), 0);
+    return out;
+  }
+
+  Result<bool> RemoveIfStoredBefore(const ChunkId& id, std::chrono::system_clock::time_point cutoff) {
+    return RemoveIf(id, [&](const struct stat& st) { return StoredTime(st) < cutoff; });
+  }
+
+  // A chunk's last Put time is its file's mtime: set when it is written,
+  // renewed (Renew) by a Put that finds it held. Set from the precise clock:
+  // the kernel's own timestamps come from a coarse one (a tick behind), and
+  // a Put just after a collection's cutoff must not look older than it.
+  static std::array<timespec, 2> PreciseNow() {
+    timespec t{};
+    ::clock_gettime(CLOCK_REALTIME, &t);
+    return {t, t};
+  }
+
+  static std::chrono::system_clock::time_point StoredTime(const struct stat& st) {
+    return std::chrono::system_clock::time_point(std::chrono::duration_cast<
+        std::chrono::system_clock::duration>(std::chrono::seconds(st.st_mtim.tv_sec) +
+                                             std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+  }
+
+  // Renews the Put time of the chunk at `path`; false when it is gone (a
+  // collection removed it). Under the id's lock, so that a conditional
+  // removal sees either the old time and removes, or the new one and keeps.
+  Result<bool> Renew(const ChunkId& id, const fs::path& path) {
+    std::lock_guard lock(IdLock(id));
+    const std::array<timespec, 2> now = PreciseNow();
+    if (::utimensat(AT_FDCWD, path.c_str(), now.data(), AT_SYMLINK_NOFOLLOW) == 0) return true;
+    if (errno == ENOENT) return false;
+    return ErrnoStatus(errno, "renew chunk " + path.string());
+  }
+
+  // Removes the chunk if `remove(its stat)` says so; whether it did.
+  template <typename Pred>
+  Result<bool> RemoveIf(const ChunkId& id, Pred remove) {
     const std::string hex = id.ToHex();
     const fs::path path = PathFor(hex);
     struct stat st {};
-    // Missing at the stat: NotFound, without an unlink that could remove a
-    // copy a concurrent Put installs in between (and that we did not count).
-    if (::stat(path.c_str(), &st) != 0 || ::unlink(path.c_str()) != 0) {
-      if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
-      return ErrnoStatus(errno, "remove chunk " + path.string());
+    {
+      std::lock_guard lock(IdLock(id));
+      // Missing at the stat: NotFound, without an unlink that could remove a
+      // copy a concurrent Put installs in between (and that we did not count).
+      if (::stat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
+        return ErrnoStatus(errno, "stat chunk " + path.string());
+      }
+      if (!remove(st)) return false;
+      if (::unlink(path.c_str()) != 0) {
+        if (errno == ENOENT) return Status::NotFound(fmt::format("chunk {} not found", hex));
+        return ErrnoStatus(errno, "remove chunk " + path.string());
+      }
     }
     std::lock_guard lock(mu_);
     dirty_dirs_.insert(path.parent_path());
     chunks_delta_ -= 1;
     bytes_delta_ -=
         static_cast<std::int64_t>(PayloadSizeOf(static_cast<std::uint64_t>(st.st_size)));
-    return Status::Ok();
+    return true;
   }
+
+  std::mutex& IdLock(const ChunkId& id) { return id_locks_[id.bytes()[0] % id_locks_.size()]; }
 
   // Walks ROOT/??/??/ one directory at a time: memory is three DIR streams,
   // whatever the number of chunks. Names that are not two lowercase hex
@@ -699,6 +780,8 @@ class DiskChunkStore::Impl {
   std::unique_ptr<std::atomic<bool>[]> known_shards_ { new std::atomic<bool>[ 65536 ]() };
   std::mutex scan_mu_;                  // one first-Usage() scan at a time
   std::mutex sync_mu_;                  // one Sync() at a time
+  // Orders a conditional removal of a chunk with Puts renewing it (striped by id).
+  std::array<std::mutex, 64> id_locks_;
   std::mutex mu_;                       // guards everything below
   std::vector<ChunkId> pending_files_;  // installed since the last Sync (at most the threshold)
   bool pending_syncfs_ = false;         // more than that: Sync does one syncfs()
@@ -732,6 +815,11 @@ Status DiskChunkStore::View(const ChunkId& id, ReadCheck check, ReadHint hint, B
 }
 Result<bool> DiskChunkStore::Has(const ChunkId& id) { return impl_->Has(id); }
 Status DiskChunkStore::Remove(const ChunkId& id) { return impl_->Remove(id); }
+Result<ChunkStat> DiskChunkStore::Stat(const ChunkId& id) { return impl_->Stat(id); }
+Result<bool> DiskChunkStore::RemoveIfStoredBefore(const ChunkId& id,
+                                                  std::chrono::system_clock::time_point cutoff) {
+  return impl_->RemoveIfStoredBefore(id, cutoff);
+}
 Status DiskChunkStore::ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) {
   return impl_->ForEach(fn);
 }

@@ -36,6 +36,9 @@ class DiskChunkStore final : public ChunkStore {
               const std::function<Status(ByteSpan)>& use) override;
   Result<bool> Has(const ChunkId& id) override;
   Status Remove(const ChunkId& id) override;
+  Result<ChunkStat> Stat(const ChunkId& id) override;
+  Result<bool> RemoveIfStoredBefore(const ChunkId& id,
+                                    std::chrono::system_clock::time_point cutoff) override;
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override;
   Result<StoreUsage> Usage() override;
   Status Sync() override;

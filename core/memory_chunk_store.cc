@@ -1,6 +1,7 @@
 // MemoryChunkStore: chunks in a hash map under one mutex.
 #include "core/memory_chunk_store.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -33,7 +34,10 @@ Status NotFound(const ChunkId& id) {
 Status MemoryChunkStore::Put(const ChunkId& id, ByteSpan data) {
   {
     std::lock_guard lock(mu_);
-    if (chunks_.count(id) > 0) return Status::Ok();  // idempotent, not rewritten
+    if (chunks_.count(id) > 0) {  // idempotent, not rewritten
+      stored_[id] = std::chrono::system_clock::now();
+      return Status::Ok();
+    }
   }
   // Copy and checksum outside the lock.
   Bytes entry;
@@ -43,6 +47,7 @@ Status MemoryChunkStore::Put(const ChunkId& id, ByteSpan data) {
   StoreLe(entry.data() + data.size(), Crc32c(data.data(), data.size()), kCrcSize);
   std::lock_guard lock(mu_);
   chunks_.try_emplace(id, std::move(entry));  // a concurrent Put may have won: same bytes
+  stored_[id] = std::chrono::system_clock::now();
   return Status::Ok();
 }
 
@@ -69,7 +74,29 @@ Result<bool> MemoryChunkStore::Has(const ChunkId& id) {
 Status MemoryChunkStore::Remove(const ChunkId& id) {
   std::lock_guard lock(mu_);
   if (chunks_.erase(id) == 0) return NotFound(id);
+  stored_.erase(id);
   return Status::Ok();
+}
+
+Result<ChunkStat> MemoryChunkStore::Stat(const ChunkId& id) {
+  std::lock_guard lock(mu_);
+  auto it = chunks_.find(id);
+  if (it == chunks_.end()) return NotFound(id);
+  ChunkStat st;
+  st.size = PayloadSize(it->second);
+  st.stored = stored_[id];
+  std::copy_n(it->second.begin(), std::min<std::size_t>(st.head.size(), st.size), st.head.begin());
+  return st;
+}
+
+Result<bool> MemoryChunkStore::RemoveIfStoredBefore(const ChunkId& id,
+                                                    std::chrono::system_clock::time_point cutoff) {
+  std::lock_guard lock(mu_);
+  if (chunks_.count(id) == 0) return NotFound(id);
+  if (stored_[id] >= cutoff) return false;
+  chunks_.erase(id);
+  stored_.erase(id);
+  return true;
 }
 
 Status MemoryChunkStore::ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) {

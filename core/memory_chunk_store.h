@@ -16,6 +16,9 @@ class MemoryChunkStore final : public ChunkStore {
   Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override;
   Result<bool> Has(const ChunkId& id) override;
   Status Remove(const ChunkId& id) override;
+  Result<ChunkStat> Stat(const ChunkId& id) override;
+  Result<bool> RemoveIfStoredBefore(const ChunkId& id,
+                                    std::chrono::system_clock::time_point cutoff) override;
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override;
   Result<StoreUsage> Usage() override;
   Status Sync() override { return Status::Ok(); }
@@ -26,6 +29,7 @@ class MemoryChunkStore final : public ChunkStore {
  private:
   std::mutex mu_;
   std::unordered_map<ChunkId, Bytes, ChunkIdHash> chunks_;
+  std::unordered_map<ChunkId, std::chrono::system_clock::time_point, ChunkIdHash> stored_;
 };
 
 }  // namespace dfs::core

@@ -13,7 +13,7 @@
 //        local copy is replaced by the good one; with kCallerAuthenticates
 //        the caller opens the chunk itself and asks again with kChecksum
 //        when that fails. Fetched chunks go to a cache bounded in bytes.
-//   Has, Remove, ForEach, Usage, Sync: this node's own copies.
+//   Has, Remove, Stat, ForEach, Usage, Sync: this node's own copies.
 //
 // Thread-safe.
 #pragma once
@@ -60,6 +60,11 @@ class ReplicatedChunkStore final : public ChunkStore {
               const std::function<Status(ByteSpan)>& use) override;
   Result<bool> Has(const ChunkId& id) override { return local_.Has(id); }
   Status Remove(const ChunkId& id) override { return local_.Remove(id); }
+  Result<ChunkStat> Stat(const ChunkId& id) override { return local_.Stat(id); }
+  Result<bool> RemoveIfStoredBefore(const ChunkId& id,
+                                    std::chrono::system_clock::time_point cutoff) override {
+    return local_.RemoveIfStoredBefore(id, cutoff);
+  }
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override {
     return local_.ForEach(fn);
   }

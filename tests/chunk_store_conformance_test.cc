@@ -1,7 +1,10 @@
 // One conformance suite, run against every ChunkStore implementation. Each
 // implementation has a factory: it owns the store (and whatever the store
 // needs, such as a scratch directory) and knows how to damage a held chunk.
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -324,6 +327,98 @@ TYPED_TEST(ChunkStoreConformance, ConcurrentPutGetRemoveOfSameIds) {
   EXPECT_EQ(u.chunks, walked.chunks);
   EXPECT_EQ(u.bytes, walked.bytes);
   ASSERT_TRUE(this->store().Sync().ok());
+}
+
+// Stat shows the payload size, the last Put time and the first 16 bytes
+// (zeros past the end of a shorter chunk), without reading the rest.
+TYPED_TEST(ChunkStoreConformance, StatShowsSizePutTimeAndHead) {
+  const auto before = std::chrono::system_clock::now() - std::chrono::milliseconds(50);
+  Bytes data = testing::RandomBytes(100000, 9);
+  ASSERT_TRUE(this->store().Put(IdOf(1), data).ok());
+  Bytes small = {1, 2, 3, 4, 5};
+  ASSERT_TRUE(this->store().Put(IdOf(2), small).ok());
+  const auto after = std::chrono::system_clock::now() + std::chrono::milliseconds(50);
+
+  Result<ChunkStat> st = this->store().Stat(IdOf(1));
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->size, data.size());
+  EXPECT_TRUE(std::equal(st->head.begin(), st->head.end(), data.begin()));
+  EXPECT_GE(st->stored, before);
+  EXPECT_LE(st->stored, after);
+
+  st = this->store().Stat(IdOf(2));
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->size, 5u);
+  std::array<std::uint8_t, 16> want{1, 2, 3, 4, 5};
+  EXPECT_EQ(st->head, want);
+
+  EXPECT_EQ(this->store().Stat(IdOf(3)).status().code(), ErrorCode::kNotFound);
+}
+
+// A conditional removal removes only what was last put before the cutoff;
+// a Put of a chunk already held renews its time.
+TYPED_TEST(ChunkStoreConformance, RemoveIfStoredBeforeKeepsWhatWasPutSince) {
+  EXPECT_EQ(this->UsageNow().chunks, 0u);
+  Bytes data = testing::RandomBytes(70000, 4);
+  ASSERT_TRUE(this->store().Put(IdOf(1), data).ok());
+  ASSERT_TRUE(this->store().Put(IdOf(2), data).ok());
+  const auto put_at = std::chrono::system_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // past timestamp granularity
+  const auto between = std::chrono::system_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  ASSERT_TRUE(this->store().Put(IdOf(2), data).ok());  // held: renewed, not rewritten
+
+  // Put before the cutoff: removed. Renewed after it: kept.
+  Result<bool> r = this->store().RemoveIfStoredBefore(IdOf(1), between);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(*r);
+  EXPECT_FALSE(*this->store().Has(IdOf(1)));
+  r = this->store().RemoveIfStoredBefore(IdOf(2), between);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(*r);
+  Bytes out;
+  ASSERT_TRUE(this->store().Get(IdOf(2), &out).ok());
+  EXPECT_EQ(out, data);
+  EXPECT_GT(this->store().Stat(IdOf(2))->stored, put_at);
+  EXPECT_EQ(this->UsageNow().chunks, 1u);
+  EXPECT_EQ(this->UsageNow().bytes, data.size());
+
+  r = this->store().RemoveIfStoredBefore(IdOf(2), std::chrono::system_clock::now() + std::chrono::hours(1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(this->UsageNow().chunks, 0u);
+  EXPECT_EQ(this->store().RemoveIfStoredBefore(IdOf(2), between).status().code(),
+            ErrorCode::kNotFound);
+}
+
+// Puts racing with removals of chunks stored before the cutoff: a Put that
+// returned has the chunk held, whichever came first.
+TYPED_TEST(ChunkStoreConformance, APutThatReturnedIsNeverCollectedByAnOlderCutoff) {
+  EXPECT_EQ(this->UsageNow().chunks, 0u);
+  auto data_of = [](std::uint64_t n) { return testing::RandomBytes(2000 + n, n); };
+  constexpr std::uint64_t kIds = 200;
+  for (std::uint64_t n = 0; n < kIds; ++n) ASSERT_TRUE(this->store().Put(IdOf(n), data_of(n)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  const auto cutoff = std::chrono::system_clock::now();
+  std::atomic<int> bad{0};
+  std::thread putter([&] {
+    Bytes out;
+    for (std::uint64_t n = 0; n < kIds; ++n) {
+      if (!this->store().Put(IdOf(n), data_of(n)).ok()) ++bad;
+      if (!this->store().Get(IdOf(n), &out).ok() || out != data_of(n)) ++bad;
+    }
+  });
+  std::thread collector([&] {
+    for (std::uint64_t i = 0; i < kIds; ++i) {
+      Result<bool> r = this->store().RemoveIfStoredBefore(IdOf(kIds - 1 - i), cutoff);
+      if (!r.ok() && r.status().code() != ErrorCode::kNotFound) ++bad;
+    }
+  });
+  putter.join();
+  collector.join();
+  EXPECT_EQ(bad.load(), 0);
+  for (std::uint64_t n = 0; n < kIds; ++n) EXPECT_TRUE(*this->store().Has(IdOf(n))) << n;
+  EXPECT_EQ(this->UsageNow().chunks, kIds);
 }
 
 }  // namespace

@@ -468,6 +468,11 @@ class SyncCountingStore final : public ChunkStore {
   }
   Result<bool> Has(const ChunkId& id) override { return inner.Has(id); }
   Status Remove(const ChunkId& id) override { return inner.Remove(id); }
+  Result<ChunkStat> Stat(const ChunkId& id) override { return inner.Stat(id); }
+  Result<bool> RemoveIfStoredBefore(const ChunkId& id,
+                                    std::chrono::system_clock::time_point cutoff) override {
+    return inner.RemoveIfStoredBefore(id, cutoff);
+  }
   Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override {
     return inner.ForEach(fn);
   }
