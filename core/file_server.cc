@@ -315,6 +315,36 @@ Status FileServer::RemoveIfUnused(const std::vector<ChunkId>& ids) {
   return store_->Sync();
 }
 
+Result<std::vector<bool>> FileServer::InUse(const std::vector<ChunkId>& ids) {
+  std::vector<bool> out(ids.size());
+  std::lock_guard lock(gc_mu_);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (pinned_.count(ids[i]) > 0) {
+      out[i] = true;
+      continue;
+    }
+    DFS_ASSIGN_OR_RETURN(bool referenced, index_->IsReferenced(ids[i]));
+    out[i] = referenced;
+  }
+  return out;
+}
+
+Result<std::vector<bool>> FileServer::CollectUnused(const std::vector<ChunkId>& ids,
+                                                    std::chrono::system_clock::time_point cutoff) {
+  std::vector<bool> removed(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    std::lock_guard lock(gc_mu_);
+    if (pinned_.count(ids[i]) > 0) continue;
+    DFS_ASSIGN_OR_RETURN(bool referenced, index_->IsReferenced(ids[i]));
+    if (referenced) continue;
+    Result<bool> r = store_->RemoveIfStoredBefore(ids[i], cutoff);
+    if (!r.ok() && r.status().code() != ErrorCode::kNotFound) return r.status();
+    removed[i] = r.ok() && *r;
+  }
+  DFS_RETURN_IF_ERROR(store_->Sync());
+  return removed;
+}
+
 Status FileServer::StoreChunks(Reader& reader, std::string_view what, const ProgressFn& progress,
                                Inlining inlining, Manifest* manifest, std::vector<ChunkId>* pinned,
                                std::vector<ChunkId>* written) {

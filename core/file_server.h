@@ -272,6 +272,16 @@ class FileServer {
     return FetchChunk(manifest, index, "file", &sealed, plain, ChunkStore::ReadHint::kReused);
   }
 
+  // For the chunk collector (core/chunk_gc.h): whether a file references
+  // each chunk or a write has it pinned.
+  Result<std::vector<bool>> InUse(const std::vector<ChunkId>& ids);
+  // Removes each of `ids` that no file references, no write has pinned and
+  // the store last put before `cutoff`; returns which it removed. Ordered
+  // with pinning, as RemoveIfUnused: a write that pins one afterwards finds
+  // it gone and stores it again.
+  Result<std::vector<bool>> CollectUnused(const std::vector<ChunkId>& ids,
+                                          std::chrono::system_clock::time_point cutoff);
+
   Result<IndexTotals> Totals() { return index_->Totals(); }
   const NodeId& node_id() const { return node_id_; }
   Index& index() { return *index_; }

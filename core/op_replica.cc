@@ -100,6 +100,11 @@ Result<VersionVector> VolumeOpLog::Vector() {
   return v;
 }
 
+Result<VersionVector> VolumeOpLog::VectorFor(const KeyCheck& key_check) {
+  if (key_check != sealer_.key_check()) return VersionVector();
+  return Vector();
+}
+
 Result<AcceptResult> VolumeOpLog::Accept(const SealedOp& sealed) {
   DFS_ASSIGN_OR_RETURN(Bytes plain, sealer_.Unseal(sealed.origin, sealed.seq, sealed.blob));
   DFS_ASSIGN_OR_RETURN(Op op, Op::Decode(plain));

@@ -42,11 +42,19 @@ enum class AcceptResult {
   kGap,        // an earlier op of its origin is missing: fetch those first
 };
 
+// The 8 bytes that name a volume key in every envelope sealed under it
+// (VolumeCrypto::key_check): chunks and ops of one volume carry the same.
+using KeyCheck = std::array<std::uint8_t, 8>;
+
 class OpReplica {
  public:
   virtual ~OpReplica() = default;
   // Highest contiguous sequence number held per origin.
   virtual Result<VersionVector> Vector() = 0;
+  // The same, for the origins whose ops are sealed under the volume key
+  // `key_check` names (a node writes under one key, so each origin's ops
+  // all carry the same).
+  virtual Result<VersionVector> VectorFor(const KeyCheck& key_check) = 0;
   // Takes one op from a peer. Errors: kCorrupt / kWrongKey (a blob that does
   // not open under this volume's key), kNoSpace, kIo.
   virtual Result<AcceptResult> Accept(const SealedOp& op) = 0;
@@ -78,10 +86,11 @@ class OpSealer {
   // Errors: kWrongKey (sealed under another volume key), kCorrupt (bad
   // framing or failed authentication), kInvalidArgument (unknown version).
   Result<Bytes> Unseal(const NodeId& origin, std::uint64_t seq, ByteSpan blob) const;
+  const KeyCheck& key_check() const { return key_check_; }
 
  private:
   std::array<std::uint8_t, 32> key_{};
-  std::array<std::uint8_t, 8> key_check_{};
+  KeyCheck key_check_{};
 };
 
 class VolumeOpLog final : public OpReplica {
@@ -89,9 +98,14 @@ class VolumeOpLog final : public OpReplica {
   explicit VolumeOpLog(FileServer& files);
 
   Result<VersionVector> Vector() override;
+  // Vector() for this volume's key check; empty for any other (a node with
+  // the key refuses ops sealed under another).
+  Result<VersionVector> VectorFor(const KeyCheck& key_check) override;
   Result<AcceptResult> Accept(const SealedOp& op) override;
   Result<std::vector<SealedOp>> Since(const NodeId& origin, std::uint64_t from_seq,
                                       std::size_t max_bytes) override;
+
+  const KeyCheck& key_check() const { return sealer_.key_check(); }
 
   // Seals one of this node's ops for broadcast.
   SealedOp SealLocal(const Op& op) const;

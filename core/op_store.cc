@@ -45,6 +45,26 @@ Result<VersionVector> OpStore::Vector() {
   return v;
 }
 
+Result<VersionVector> OpStore::VectorFor(const KeyCheck& key_check) {
+  std::lock_guard lock(mu_);
+  // Bytes 9..16 (1-based) of a sealed op are its key check; seq 1 is every
+  // held origin's first op (Accept admits no gaps).
+  Stmt s(db_,
+         "SELECT origin, (SELECT max(seq) FROM sealed_ops m WHERE m.origin = f.origin) "
+         "FROM sealed_ops f WHERE seq = 1 AND substr(blob, 9, 8) = ?1");
+  DFS_RETURN_IF_ERROR(s.status(kWhat));
+  s.Bind(1, ByteSpan(key_check.data(), key_check.size()));
+  VersionVector v;
+  for (;;) {
+    DFS_ASSIGN_OR_RETURN(bool row, s.Step(kWhat));
+    if (!row) break;
+    Result<NodeId> origin = NodeId::FromBytes(s.Blob(0));
+    if (!origin.ok()) return Status::Corrupt("op store: a malformed origin");
+    v.Raise(*origin, static_cast<std::uint64_t>(s.Int(1)));
+  }
+  return v;
+}
+
 Result<AcceptResult> OpStore::Accept(const SealedOp& op) {
   if (op.blob.size() < OpSealer::kOverhead) {
     return Status::Corrupt("op store: a sealed op too short to be one");

@@ -23,6 +23,8 @@ class OpStore final : public OpReplica {
   ~OpStore() override;
 
   Result<VersionVector> Vector() override;
+  // Looks at each origin's first op: its envelope carries the key check.
+  Result<VersionVector> VectorFor(const KeyCheck& key_check) override;
   // Stores the blob as it is; only its framing is checked (a blob too short
   // to be a sealed op is kCorrupt).
   Result<AcceptResult> Accept(const SealedOp& op) override;

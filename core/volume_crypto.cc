@@ -109,6 +109,15 @@ Status VolumeCrypto::Unseal(const ChunkId& id, ByteSpan sealed, Bytes* out) cons
   return s;
 }
 
+bool VolumeCrypto::EnvelopeKeyCheck(ByteSpan head, std::array<std::uint8_t, kKeyCheckSize>* out) {
+  if (head.size() < kEnvelopeHeaderSize || std::memcmp(head.data(), kMagic, 4) != 0 ||
+      head[4] != kEnvelopeVersion || head[5] != kAlgAes256Gcm) {
+    return false;
+  }
+  std::copy_n(head.data() + 8, kKeyCheckSize, out->begin());
+  return true;
+}
+
 Status VolumeCrypto::Open(const ChunkId& id, ByteSpan sealed, Bytes* out) const {
   if (sealed.size() < 4 || std::memcmp(sealed.data(), kMagic, 4) != 0) {
     return Status::Corrupt(fmt::format("chunk {} is not a sealed dfs chunk (bad magic)", id.ToHex()));

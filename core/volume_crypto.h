@@ -55,6 +55,11 @@ class VolumeCrypto {
   // Identifies the key without revealing it (HKDF output, not the key).
   const std::array<std::uint8_t, kKeyCheckSize>& key_check() const { return key_check_; }
 
+  // The key check in the first kEnvelopeHeaderSize bytes of a sealed chunk
+  // (no key needed: keyless peers tell volumes apart by it); false when
+  // `head` is not the header of an envelope of a known version.
+  static bool EnvelopeKeyCheck(ByteSpan head, std::array<std::uint8_t, kKeyCheckSize>* out);
+
   // 64-bit seed for the content-defined chunker's gear table, so chunk
   // boundaries depend on the key and do not fingerprint known files.
   std::uint64_t chunker_seed() const { return chunker_seed_; }

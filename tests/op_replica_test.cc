@@ -76,6 +76,31 @@ TEST(OpStoreTest, KeepsEachOriginInSequenceAndSurvivesReopen) {
   EXPECT_EQ(one.size(), 1u) << "at least one op, then the byte budget holds";
 }
 
+// A keyless store tells the origins of one volume from another's by the
+// key check in their ops' envelopes.
+TEST(OpStoreTest, VectorForAKeyCheckCoversOnlyThatVolumesOrigins) {
+  testing::TempDir dir;
+  auto store = std::move(OpStore::Open(dir / "ops.db")).value();
+  VolumeCrypto c1(TestKey(1)), c2(TestKey(2));
+  OpSealer s1(c1), s2(c2);
+  NodeId a = testing::TestNodeId(1), b = testing::TestNodeId(2), c = testing::TestNodeId(3);
+  auto sealed = [](const OpSealer& s, const NodeId& origin, std::uint64_t seq) {
+    return SealedOp{origin, seq, s.Seal(origin, seq, AsBytes("op"))};
+  };
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) ASSERT_TRUE(store->Accept(sealed(s1, a, seq)).ok());
+  ASSERT_TRUE(store->Accept(sealed(s1, b, 1)).ok());
+  for (std::uint64_t seq = 1; seq <= 2; ++seq) ASSERT_TRUE(store->Accept(sealed(s2, c, seq)).ok());
+
+  VersionVector v1 = *store->VectorFor(s1.key_check());
+  EXPECT_EQ(v1.entries().size(), 2u);
+  EXPECT_EQ(v1.Get(a), 3u);
+  EXPECT_EQ(v1.Get(b), 1u);
+  VersionVector v2 = *store->VectorFor(s2.key_check());
+  EXPECT_EQ(v2.entries().size(), 1u);
+  EXPECT_EQ(v2.Get(c), 2u);
+  EXPECT_TRUE(store->VectorFor(KeyCheck{})->entries().empty());
+}
+
 class VolumeOpLogTest : public ::testing::Test {
  protected:
   std::unique_ptr<FileServer> Make(std::uint8_t node, std::uint8_t key = 1) {
@@ -133,6 +158,18 @@ TEST_F(VolumeOpLogTest, AnotherNodeReplaysWritesAndConverges) {
   }
   EXPECT_EQ(la.Vector()->entries(), lb.Vector()->entries());
   EXPECT_EQ(*lb.Accept(la.SealLocal(published[0])), AcceptResult::kDuplicate);
+}
+
+TEST_F(VolumeOpLogTest, VectorForIsTheVectorForItsOwnKeyCheckOnly) {
+  auto a = Make(1, 1);
+  VolumeOpLog la(*a);
+  ASSERT_TRUE(Put(*a, "x", "one").ok());
+  ASSERT_TRUE(a->Flush().ok());
+  VolumeCrypto other(TestKey(2));
+  EXPECT_EQ(la.key_check(), OpSealer(a->crypto()).key_check());
+  EXPECT_EQ(la.VectorFor(la.key_check())->entries(), la.Vector()->entries());
+  EXPECT_EQ(la.Vector()->Get(testing::TestNodeId(1)), 1u);
+  EXPECT_TRUE(la.VectorFor(OpSealer(other).key_check())->entries().empty());
 }
 
 TEST_F(VolumeOpLogTest, OpsOfAnotherVolumeAreRefusedAsWrongKey) {
