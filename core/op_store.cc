@@ -30,30 +30,12 @@ OpStore::~OpStore() {
   sqlite3_close(db_);
 }
 
-Result<VersionVector> OpStore::Vector() {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT origin, max(seq) FROM sealed_ops GROUP BY origin");
-  DFS_RETURN_IF_ERROR(s.status(kWhat));
-  VersionVector v;
-  for (;;) {
-    DFS_ASSIGN_OR_RETURN(bool row, s.Step(kWhat));
-    if (!row) break;
-    Result<NodeId> origin = NodeId::FromBytes(s.Blob(0));
-    if (!origin.ok()) return Status::Corrupt("op store: a malformed origin");
-    v.Raise(*origin, static_cast<std::uint64_t>(s.Int(1)));  // Accept admits no gaps
-  }
-  return v;
-}
+namespace {
 
-Result<VersionVector> OpStore::VectorFor(const KeyCheck& key_check) {
-  std::lock_guard lock(mu_);
-  // Bytes 9..16 (1-based) of a sealed op are its key check; seq 1 is every
-  // held origin's first op (Accept admits no gaps).
-  Stmt s(db_,
-         "SELECT origin, (SELECT max(seq) FROM sealed_ops m WHERE m.origin = f.origin) "
-         "FROM sealed_ops f WHERE seq = 1 AND substr(blob, 9, 8) = ?1");
+// (origin, highest seq) rows into a vector: Accept admits no gaps, so the
+// highest held is the highest contiguous.
+Result<VersionVector> ReadVector(Stmt& s) {
   DFS_RETURN_IF_ERROR(s.status(kWhat));
-  s.Bind(1, ByteSpan(key_check.data(), key_check.size()));
   VersionVector v;
   for (;;) {
     DFS_ASSIGN_OR_RETURN(bool row, s.Step(kWhat));
@@ -63,6 +45,26 @@ Result<VersionVector> OpStore::VectorFor(const KeyCheck& key_check) {
     v.Raise(*origin, static_cast<std::uint64_t>(s.Int(1)));
   }
   return v;
+}
+
+}  // namespace
+
+Result<VersionVector> OpStore::Vector() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT origin, max(seq) FROM sealed_ops GROUP BY origin");
+  return ReadVector(s);
+}
+
+Result<VersionVector> OpStore::VectorFor(const KeyCheck& key_check) {
+  std::lock_guard lock(mu_);
+  // Bytes 9..16 (1-based) of a sealed op are its key check; seq 1 is every
+  // held origin's first op.
+  Stmt s(db_,
+         "SELECT origin, (SELECT max(seq) FROM sealed_ops m WHERE m.origin = f.origin) "
+         "FROM sealed_ops f WHERE seq = 1 AND substr(blob, 9, 8) = ?1");
+  DFS_RETURN_IF_ERROR(s.status(kWhat));
+  s.Bind(1, ByteSpan(key_check.data(), key_check.size()));
+  return ReadVector(s);
 }
 
 Result<AcceptResult> OpStore::Accept(const SealedOp& op) {
