@@ -3,9 +3,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "core/encoding.h"
+#include "net/op_sync.h"
 
 namespace dfs::net {
 namespace {
@@ -13,6 +17,7 @@ namespace {
 constexpr std::uint8_t kPut = 1;
 constexpr std::uint8_t kGet = 2;
 constexpr std::uint8_t kHas = 3;
+constexpr std::uint8_t kRefs = 4;
 
 // The answer's payload is the chunk (get), one byte (has) or an error
 // message, then the status code as its last byte: the asker drops that byte
@@ -34,9 +39,70 @@ Frame Reply(std::uint64_t request_id, const core::Status& s, core::ByteSpan data
 
 }  // namespace
 
+Bytes EncodeRefsQuery(const RefsQuery& q) {
+  Bytes vector = EncodeVector(q.vector);
+  Bytes out;
+  out.reserve(1 + q.volume.size() + 4 + q.ids.size() * core::ChunkId::kSize + vector.size());
+  out.push_back(kRefs);
+  out.insert(out.end(), q.volume.begin(), q.volume.end());
+  out.resize(out.size() + 4);
+  core::StoreLe(out.data() + out.size() - 4, q.ids.size(), 4);
+  for (const core::ChunkId& id : q.ids) out.insert(out.end(), id.bytes().begin(), id.bytes().end());
+  out.insert(out.end(), vector.begin(), vector.end());
+  return out;
+}
+
+core::Result<RefsQuery> DecodeRefsQuery(ByteSpan p) {
+  constexpr std::size_t kFixed = 1 + std::tuple_size_v<core::KeyCheck> + 4;
+  if (p.size() < kFixed || p[0] != kRefs) return core::Status::Corrupt("refs: truncated question");
+  RefsQuery q;
+  std::copy_n(p.data() + 1, q.volume.size(), q.volume.begin());
+  std::uint64_t n = core::LoadLe(p.data() + kFixed - 4, 4);
+  if (n > core::GcPeers::kMaxRefsPerAsk || p.size() - kFixed < n * core::ChunkId::kSize) {
+    return core::Status::Corrupt("refs: the count exceeds the question");
+  }
+  q.ids.reserve(n);
+  const std::uint8_t* at = p.data() + kFixed;
+  for (std::uint64_t i = 0; i < n; ++i, at += core::ChunkId::kSize) {
+    q.ids.push_back(*core::ChunkId::FromBytes(ByteSpan(at, core::ChunkId::kSize)));
+  }
+  DFS_ASSIGN_OR_RETURN(q.vector, DecodeVector(ByteSpan(at, p.data() + p.size() - at)));
+  return q;
+}
+
+Bytes EncodeRefsAnswer(const core::RefsAnswer& a) {
+  Bytes vector = EncodeVector(a.vector);
+  Bytes out(1 + 4 + a.live.size());
+  out[0] = static_cast<std::uint8_t>(a.code);
+  core::StoreLe(out.data() + 1, a.live.size(), 4);
+  for (std::size_t i = 0; i < a.live.size(); ++i) out[5 + i] = a.live[i] ? 1 : 0;
+  out.insert(out.end(), vector.begin(), vector.end());
+  return out;
+}
+
+core::Result<core::RefsAnswer> DecodeRefsAnswer(ByteSpan p, std::size_t asked) {
+  if (p.size() < 5 || p[0] > static_cast<std::uint8_t>(core::RefsAnswer::Code::kBehind)) {
+    return core::Status::Corrupt("refs: a malformed answer");
+  }
+  core::RefsAnswer a;
+  a.code = static_cast<core::RefsAnswer::Code>(p[0]);
+  std::uint64_t n = core::LoadLe(p.data() + 1, 4);
+  const bool answered = a.code == core::RefsAnswer::Code::kAnswered;
+  if (n != (answered ? asked : 0) || p.size() - 5 < n) {
+    return core::Status::Corrupt("refs: the answer does not match the question");
+  }
+  a.live.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (p[5 + i] > 1) return core::Status::Corrupt("refs: a malformed answer");
+    a.live.push_back(p[5 + i] == 1);
+  }
+  DFS_ASSIGN_OR_RETURN(a.vector, DecodeVector(p.subspan(5 + n)));
+  return a;
+}
+
 ChunkServer::ChunkServer(asio::io_context& io, Mesh& mesh, core::ChunkStore& store,
-                         std::size_t threads)
-    : io_(io), store_(store), pool_(threads) {
+                         RefsAnswerer refs, std::size_t threads)
+    : io_(io), store_(store), refs_(std::move(refs)), pool_(threads) {
   mesh.Handle(FrameType::kChunkRequest, [this](const core::NodeId&, Connection& conn, Frame f) {
     Handle(conn, std::move(f));
   });
@@ -45,6 +111,17 @@ ChunkServer::ChunkServer(asio::io_context& io, Mesh& mesh, core::ChunkStore& sto
 void ChunkServer::Handle(Connection& conn, Frame frame) {
   auto self = conn.shared_from_this();
   const Bytes& p = frame.payload;
+  if (!p.empty() && p[0] == kRefs) {
+    pool_.Submit([this, self, frame = std::move(frame)] {
+      core::Result<RefsQuery> q = DecodeRefsQuery(frame.payload);
+      core::Result<core::RefsAnswer> a = q.status();
+      if (q.ok()) a = refs_ ? refs_(*q) : core::RefsAnswer{};  // none: "no key"
+      Frame reply = a.ok() ? Reply(frame.request_id, core::Status::Ok(), EncodeRefsAnswer(*a))
+                           : Reply(frame.request_id, a.status());
+      asio::post(io_, [self, reply = std::move(reply)]() mutable { self->Send(std::move(reply)); });
+    });
+    return;
+  }
   if (p.size() < 1 + core::ChunkId::kSize || (p[0] != kPut && p[0] != kGet && p[0] != kHas) ||
       (p[0] != kPut && p.size() != 1 + core::ChunkId::kSize)) {
     conn.Send(Reply(frame.request_id, core::Status::InvalidArgument("malformed chunk request")));
@@ -183,6 +260,24 @@ core::Result<bool> MeshPeerNetwork::HasChunk(const core::NodeId& on, const core:
   DFS_RETURN_IF_ERROR(Call(on, std::move(f), deadline, &answer));
   if (answer.size() != 1) return core::Status::Io("malformed has answer");
   return answer[0] == 1;
+}
+
+std::vector<core::NodeId> MeshPeerNetwork::LivePeers() {
+  std::vector<core::NodeId> ids = LiveMembers();
+  std::erase(ids, mesh_.self());
+  return ids;
+}
+
+core::Result<core::RefsAnswer> MeshPeerNetwork::AskRefs(const core::NodeId& peer,
+                                                        const core::KeyCheck& volume,
+                                                        const core::VersionVector& mine,
+                                                        const std::vector<core::ChunkId>& ids) {
+  Frame f;
+  f.type = FrameType::kChunkRequest;
+  f.payload = EncodeRefsQuery({volume, ids, mine});
+  core::Bytes answer;
+  DFS_RETURN_IF_ERROR(Call(peer, std::move(f), std::chrono::seconds(30), &answer));
+  return DecodeRefsAnswer(answer, ids.size());
 }
 
 }  // namespace dfs::net

@@ -410,7 +410,7 @@ TEST_F(ControlServerTest, StatusAndPeersAnswerTheHandlersJson) {
   EXPECT_TRUE(peers->is_array());
 
   server_.reset();
-  auto s = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}, {}, {}});
+  auto s = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}, {}, {}, {}});
   ASSERT_TRUE(s.ok());
   server_ = std::move(s).value();
   EXPECT_EQ(Client().Query("status").status().code(), ErrorCode::kUnavailable);
@@ -619,7 +619,7 @@ TEST_F(ControlServerTest, StartReplacesAStaleSocketOnly) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 
   // A live server is not replaced.
-  auto second = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}, {}, {}});
+  auto second = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}, {}, {}, {}});
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), ErrorCode::kUnavailable);
   EXPECT_TRUE(Client().Has("x").ok()) << "the first server still serves";
@@ -639,7 +639,7 @@ TEST_F(ControlServerTest, StartReplacesAStaleSocketOnly) {
   // Anything else is left alone.
   server_.reset();
   testing::WriteFile(socket_, Bytes(3, 3));
-  auto over_file = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}, {}, {}});
+  auto over_file = ControlServer::Start(socket_, ControlHandlers{files_.get(), {}, {}, {}, {}, {}, {}});
   ASSERT_FALSE(over_file.ok());
   EXPECT_EQ(over_file.status().code(), ErrorCode::kExists);
   EXPECT_EQ(fs::file_size(socket_), 3u);

@@ -26,70 +26,15 @@
 #include "core/key_file.h"
 #include "core/volume_crypto.h"
 #include "net/chunk_exchange.h"
+#include "tests/dfsd_fixture.h"
 #include "tests/test_util.h"
 
 namespace dfs {
 namespace {
 
 using testing::WaitFor;
+using namespace dfsd_test;
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-
-class DfsdTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_EQ(Dfs({"keygen", (dir_ / "net.key").string()}).exit_code, 0);
-    ASSERT_EQ(Dfs({"keygen", (dir_ / "other.key").string()}).exit_code, 0);
-    ASSERT_EQ(Dfs({"keygen", (dir_ / "volume.key").string()}).exit_code, 0);
-  }
-  // A node holding the volume key.
-  int StartKeyed(const std::string& name, const std::vector<std::string>& peers,
-                 const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"--key", (dir_ / "volume.key").string()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return StartNode(name, peers, "net.key", args);
-  }
-  void TearDown() override {
-    for (int pid : pids_) testing::Stop(pid, SIGKILL);
-  }
-  testing::RunResult Dfs(std::vector<std::string> args) {
-    args.insert(args.begin(), testing::BinPath("dfs"));
-    return testing::Run(args);
-  }
-  // Starts a node; returns its pid once its control socket answers.
-  int StartNode(const std::string& name, const std::vector<std::string>& peers,
-                const std::string& key = "net.key", const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {testing::BinPath("dfsd"), "--data", Data(name), "--listen",
-                                     "127.0.0.1:0", "--network-key", (dir_ / key).string()};
-    for (const auto& p : peers) argv.insert(argv.end(), {"--peer", p});
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    int pid = testing::Spawn(argv, (dir_ / (name + ".log")).string());
-    pids_.push_back(pid);
-    for (int i = 0; i < 100 && !fs::exists(fs::path(Data(name)) / "control.sock"); ++i) {
-      std::this_thread::sleep_for(50ms);
-    }
-    return pid;
-  }
-  std::string Data(const std::string& name) { return (dir_ / name).string(); }
-  nlohmann::json Status(const std::string& name) {
-    auto r = Dfs({"--data", Data(name), "status", "--json"});
-    if (r.exit_code != 0) return nlohmann::json();
-    return nlohmann::json::parse(r.out);
-  }
-  std::string Address(const std::string& name) { return Status(name)["listen"]; }
-  int AlivePeers(const std::string& name) {
-    auto r = Dfs({"--data", Data(name), "peers", "--json"});
-    if (r.exit_code != 0) return -1;
-    int n = 0;
-    for (const auto& p : nlohmann::json::parse(r.out)) n += p["alive"].get<bool>();
-    return n;
-  }
-  void Forget(int pid) { std::erase(pids_, pid); }
-
-  testing::TempDir dir_;
-  std::vector<int> pids_;
-};
 
 TEST_F(DfsdTest, OnePeerIsEnoughAndStatusShowsTheMesh) {
   StartNode("a", {});
@@ -311,29 +256,6 @@ TEST_F(DfsdTest, AKeylessPeerHoldsChunksAsCiphertextOnly) {
 namespace dfs {
 namespace {
 
-// Writes `mib` MiB of pseudo-random bytes to `path`, 1 MiB at a time.
-void WriteRandomFile(const fs::path& path, int mib, std::uint64_t seed) {
-  std::ofstream out(path, std::ios::binary);
-  for (int i = 0; i < mib; ++i) {
-    core::Bytes block = testing::RandomBytes(1 << 20, seed * 100000 + static_cast<std::uint64_t>(i));
-    out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size()));
-  }
-}
-
-bool SameFile(const fs::path& a, const fs::path& b) {
-  std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
-  if (!fa || !fb || fs::file_size(a) != fs::file_size(b)) return false;
-  std::vector<char> ba(1 << 20), bb(1 << 20);
-  while (fa && fb) {
-    fa.read(ba.data(), static_cast<std::streamsize>(ba.size()));
-    fb.read(bb.data(), static_cast<std::streamsize>(bb.size()));
-    if (fa.gcount() != fb.gcount() || !std::equal(ba.begin(), ba.begin() + fa.gcount(), bb.begin())) {
-      return false;
-    }
-  }
-  return true;
-}
-
 TEST_F(DfsdTest, AWriterKilledRightAfterA256MiBPutLosesNothing) {
   int a = StartKeyed("a", {});
   std::string address = Address("a");
@@ -534,17 +456,6 @@ namespace dfs {
 namespace {
 
 // The chunk files of a node: DIR/chunks/ab/cd/<64 hex>.
-std::vector<fs::path> ChunkFiles(const std::string& data) {
-  std::vector<fs::path> files;
-  for (const auto& e : fs::recursive_directory_iterator(fs::path(data) / "chunks")) {
-    if (e.is_regular_file() && e.path().filename().string().size() == 64) {
-      files.push_back(e.path());
-    }
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 TEST_F(DfsdTest, ScrubReplacesADamagedChunkFromAPeer) {
   StartKeyed("a", {});
   std::string address = Address("a");

@@ -327,6 +327,8 @@ TEST_F(MetricsNodeTest, DfsdCountsAPutAndSurvivesHostileClients) {
   EXPECT_EQ(m["dfs_replicas"], 3);
   EXPECT_EQ(m.count("dfs_under_replicated_chunks"), 1u);
   EXPECT_EQ(m.count("dfs_repair_passes_total"), 1u);
+  EXPECT_EQ(m["dfs_gc_passes_total"], 0);
+  EXPECT_EQ(m.count("dfs_gc_last_removed_bytes"), 1u);
 
   // Garbage, a header past the limit, a client that sends half a request
   // and waits: each is answered with an error or closed; the node serves on.

@@ -1,10 +1,13 @@
 #include "net/frame.h"
+#include "net/chunk_exchange.h"
 
 #include <algorithm>
 #include <functional>
 #include <random>
 
 #include <gtest/gtest.h>
+
+#include "tests/test_util.h"
 
 namespace dfs::net {
 namespace {
@@ -184,6 +187,61 @@ TEST(FrameCodecTest, RandomBytesNeverCrashOrOverflow) {
     ASSERT_LE(d.buffered(), kHeaderSize + 200);
   }
   EXPECT_GT(errors, 5000);
+}
+
+// The chunk collector's refs question and answer (docs/protocol.md): round
+// trips, and every malformed form refused before anything is trusted.
+TEST(RefsCodecTest, QuestionsAndAnswersRoundTripAndLiesAreRefused) {
+  RefsQuery q;
+  q.volume = {1, 2, 3, 4, 5, 6, 7, 8};
+  for (std::uint32_t i = 0; i < 5; ++i) q.ids.push_back(testing::TestChunkId(i));
+  q.vector.Raise(testing::TestNodeId(1), 7);
+  q.vector.Raise(testing::TestNodeId(2), 3);
+  Bytes wire = EncodeRefsQuery(q);
+  core::Result<RefsQuery> back = DecodeRefsQuery(wire);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->volume, q.volume);
+  EXPECT_EQ(back->ids, q.ids);
+  EXPECT_EQ(back->vector.entries(), q.vector.entries());
+  for (std::size_t cut = 0; cut < wire.size(); ++cut) {
+    EXPECT_FALSE(DecodeRefsQuery(ByteSpan(wire.data(), cut)).ok()) << cut;
+  }
+  Bytes lie = wire;
+  lie[9] = 0xff;  // the id count's low byte: more ids than sent
+  EXPECT_EQ(DecodeRefsQuery(lie).status().code(), core::ErrorCode::kCorrupt);
+  lie = wire;
+  lie[12] = 0x7f;  // a count beyond the limit
+  EXPECT_EQ(DecodeRefsQuery(lie).status().code(), core::ErrorCode::kCorrupt);
+
+  core::RefsAnswer a;
+  a.code = core::RefsAnswer::Code::kAnswered;
+  a.live = {true, false, false, true, false};
+  a.vector = q.vector;
+  wire = EncodeRefsAnswer(a);
+  core::Result<core::RefsAnswer> ab = DecodeRefsAnswer(wire, 5);
+  ASSERT_TRUE(ab.ok()) << ab.status().ToString();
+  EXPECT_EQ(ab->code, a.code);
+  EXPECT_EQ(ab->live, a.live);
+  EXPECT_EQ(ab->vector.entries(), a.vector.entries());
+  EXPECT_FALSE(DecodeRefsAnswer(wire, 4).ok()) << "an answer to another question";
+  for (std::size_t cut = 0; cut < wire.size(); ++cut) {
+    EXPECT_FALSE(DecodeRefsAnswer(ByteSpan(wire.data(), cut), 5).ok()) << cut;
+  }
+  Bytes bad = wire;
+  bad[0] = 9;  // no such code
+  EXPECT_FALSE(DecodeRefsAnswer(bad, 5).ok());
+  bad = wire;
+  bad[5] = 2;  // a flag that is neither 0 nor 1
+  EXPECT_FALSE(DecodeRefsAnswer(bad, 5).ok());
+
+  // "No key" and "behind" answer no ids, only the vector.
+  core::RefsAnswer behind;
+  behind.code = core::RefsAnswer::Code::kBehind;
+  behind.vector = q.vector;
+  ab = DecodeRefsAnswer(EncodeRefsAnswer(behind), 5);
+  ASSERT_TRUE(ab.ok()) << ab.status().ToString();
+  EXPECT_EQ(ab->code, core::RefsAnswer::Code::kBehind);
+  EXPECT_TRUE(ab->live.empty());
 }
 
 }  // namespace

@@ -273,4 +273,11 @@ Result<nlohmann::json> RepairThroughNode(const std::filesystem::path& data_dir,
   return client.Repair(progress);
 }
 
+Result<nlohmann::json> GcThroughNode(const std::filesystem::path& data_dir,
+                                     std::optional<std::chrono::seconds> grace,
+                                     const std::function<void(std::uint64_t)>& progress) {
+  DFS_ASSIGN_OR_RETURN(ControlClient client, ConnectNode(data_dir));
+  return client.Gc(grace, progress);
+}
+
 }  // namespace dfs::cli

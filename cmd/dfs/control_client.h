@@ -66,4 +66,10 @@ core::Result<core::ScrubStats> ScrubThroughNode(
 core::Result<nlohmann::json> RepairThroughNode(
     const std::filesystem::path& data_dir, const std::function<void(std::uint64_t checked)>& progress);
 
+// Has the node running on `data_dir` run a chunk collection pass now (with
+// this grace period, or the node's). Returns the pass (status's "gc" object).
+core::Result<nlohmann::json> GcThroughNode(const std::filesystem::path& data_dir,
+                                           std::optional<std::chrono::seconds> grace,
+                                           const std::function<void(std::uint64_t chunks)>& progress);
+
 }  // namespace dfs::cli

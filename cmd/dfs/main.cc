@@ -5,6 +5,7 @@
 //   dfs [--data DIR] [--key FILE] get KEY [PATH|-]
 //   dfs ... rm KEY | has KEY | ls [PREFIX] [--json] | stat KEY [--json]
 //   dfs [--data DIR] status [--json] | peers [--json] | scrub [--json] | repair [--json]
+//   dfs [--data DIR] gc [--grace SECONDS] [--json]
 //
 // Errors are one line on stderr ("dfs: ...") and exit status 1; `has` exits
 // 0 (present), 1 (absent) or 2 (error); `scrub` exits 1 when a chunk is
@@ -385,6 +386,36 @@ int CmdRepair(const Globals& g, bool json) {
   return failed == 0 ? 0 : 1;
 }
 
+int CmdGc(const Globals& g, std::optional<std::int64_t> grace_s, bool json) {
+  std::filesystem::path dir = DataDir(g);
+  Result<std::uint64_t> total = ChunksForProgress(dir);
+  if (!total.ok()) return Fail(total.status());
+  std::optional<std::chrono::seconds> grace;
+  if (grace_s) grace = std::chrono::seconds(*grace_s);
+  Result<nlohmann::json> result = nlohmann::json::object();
+  {
+    Progress progress("gc", *total, Progress::Unit::kChunks);
+    result = GcThroughNode(dir, grace, [&](std::uint64_t chunks) { progress.Update(chunks); });
+    if (result.ok()) progress.Update(result->value("last_chunks", std::uint64_t{0}));
+  }
+  if (!result.ok()) return Fail(result.status());
+  const nlohmann::json& r = *result;
+  if (json) {
+    fmt::print("{}\n", r.dump(2));
+    return 0;
+  }
+  auto n = [&](const char* field) { return r.value(field, std::uint64_t{0}); };
+  fmt::print("looked at {} chunks: removed {} ({} bytes); kept {} in use, {} stored within the "
+             "last {} s, {} that no node could answer for, {} not sealed chunks\n",
+             n("last_chunks"), n("last_removed"), n("last_removed_bytes"), n("last_live"),
+             n("last_young"), r.value("grace_seconds", std::int64_t{0}), n("last_unanswered"),
+             n("last_unknown"));
+  for (const auto& note : r.value("last_notes", nlohmann::json::array())) {
+    if (note.is_string()) fmt::print("  kept: {}\n", note.get<std::string>());
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace dfs::cli
 
@@ -435,6 +466,13 @@ int main(int argc, char** argv) {
   auto* repair = app.add_subcommand(
       "repair", "have the running dfsd give every chunk it holds a copy on each live holder now");
   repair->add_flag("--json", json, "print a JSON object");
+  std::optional<std::int64_t> grace;
+  auto* gc = app.add_subcommand(
+      "gc", "have the running dfsd remove the chunks it holds that no file needs any more");
+  gc->add_option("--grace", grace,
+                 "keep chunks stored within this many seconds (default: the node's --gc-grace)")
+      ->check(CLI::NonNegativeNumber);
+  gc->add_flag("--json", json, "print a JSON object");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -449,5 +487,6 @@ int main(int argc, char** argv) {
   if (*peers) return CmdNode(g, "peers", json);
   if (*scrub) return CmdScrub(g, json);
   if (*repair) return CmdRepair(g, json);
+  if (*gc) return CmdGc(g, grace, json);
   return 1;
 }

@@ -385,12 +385,23 @@ Result<core::ScrubStats> ControlClient::Scrub(
 }
 
 Result<json> ControlClient::Repair(const std::function<void(std::uint64_t)>& progress) {
+  return Pass({{"op", "repair"}}, progress);
+}
+
+Result<json> ControlClient::Gc(std::optional<std::chrono::seconds> grace,
+                               const std::function<void(std::uint64_t)>& progress) {
+  json request = {{"op", "gc"}};
+  if (grace) request["grace"] = grace->count();
+  return Pass(std::move(request), progress);
+}
+
+Result<json> ControlClient::Pass(json request, const std::function<void(std::uint64_t)>& progress) {
   std::function<void(const json&)> on_progress;
   if (progress) {
     on_progress = [&](const json& line) { progress(line.at("progress").get<std::uint64_t>()); };
   }
   // As long as the pass takes: its progress lines and final line end the wait.
-  DFS_ASSIGN_OR_RETURN(json answer, Call({{"op", "repair"}}, -1, kNoDeadline, on_progress, {}));
+  DFS_ASSIGN_OR_RETURN(json answer, Call(std::move(request), -1, kNoDeadline, on_progress, {}));
   auto result = answer.find("result");
   if (result == answer.end() || !result->is_object()) return Malformed();
   return *result;

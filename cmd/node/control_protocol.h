@@ -19,15 +19,15 @@
 //                    "name" (put, get; optional) names that file in errors.
 //                    Ops: put, get, rm, has, stat (with "key"), ls (with
 //                    "prefix", "" or absent for every key), status, peers,
-//                    scrub, repair.
+//                    scrub, repair, gc ("grace": seconds, optional).
 //   node -> client   JSON lines:
 //                    put, get: zero or more {"progress":N} (plaintext bytes
 //                         done; at most about 5 a second);
 //                    scrub: zero or more {"progress":N,"bad":B} (local
 //                         chunks checked, and found bad, so far; at most
 //                         about 5 a second);
-//                    repair: zero or more {"progress":N} (local chunks
-//                         checked so far);
+//                    repair, gc: zero or more {"progress":N} (local
+//                         chunks checked so far);
 //                    ls:  one {"item":{"key":K,"size":N,"chunks":N,"mtime":T}}
 //                         per key in byte order, sent as the listing goes;
 //                    then exactly one final line:
@@ -37,8 +37,8 @@
 //                         {"ok":true,"key":K,"size":N,"chunks":N,
 //                          "stored_bytes":N,"mtime":T}       stat
 //                         {"ok":true,"result":J}             status, peers,
-//                                                            repair (J as status's
-//                                                            "repair")
+//                                                            repair, gc (J as status's
+//                                                            "repair", "gc")
 //                         {"ok":true,"checked":N,"bad":N,"repaired":N,
 //                          "unrepaired":N,"unrepaired_ids":[H,..]}  scrub
 //                    or   {"ok":false,"code":C,"error":"message"}
@@ -71,6 +71,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -186,6 +187,10 @@ class ControlClient {
   // progress lines. Returns the pass as JSON (status's "repair" object).
   // Errors: kUnavailable (a node that does not repair), the connection's.
   core::Result<nlohmann::json> Repair(const std::function<void(std::uint64_t checked)>& progress = {});
+  // Has the node run a chunk collection pass now (with this grace period,
+  // or its own); returns the pass as JSON (status's "gc" object).
+  core::Result<nlohmann::json> Gc(std::optional<std::chrono::seconds> grace,
+                                  const std::function<void(std::uint64_t chunks)>& progress = {});
 
  private:
   explicit ControlClient(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -203,6 +208,9 @@ class ControlClient {
                                     std::chrono::milliseconds line_timeout,
                                     const std::function<void(const nlohmann::json&)>& on_progress,
                                     const std::function<bool(const nlohmann::json&)>& on_item);
+  // A pass (repair, gc): progress lines, then the final line's "result".
+  core::Result<nlohmann::json> Pass(nlohmann::json request,
+                                    const std::function<void(std::uint64_t)>& progress);
 
   UniqueFd fd_;
 };

@@ -166,6 +166,7 @@ struct Request {
   std::string key;
   std::string prefix;
   std::string name = "the client's file";
+  std::optional<std::int64_t> grace_s;  // gc: the grace period, seconds
 };
 
 bool IsFileOp(const std::string& op) {
@@ -203,6 +204,12 @@ Result<Request> ParseRequest(const std::string& line) {
   DFS_RETURN_IF_ERROR(field("prefix", &r.prefix, false));
   DFS_RETURN_IF_ERROR(field("name", &r.name, false));
   if (r.name.size() > 4096) r.name.resize(4096);
+  if (auto g = j.find("grace"); g != j.end()) {
+    if (!g->is_number_integer() || g->get<std::int64_t>() < 0) {
+      return Status::InvalidArgument("malformed request: \"grace\" is not a count of seconds");
+    }
+    r.grace_s = g->get<std::int64_t>();
+  }
   return r;
 }
 
@@ -295,13 +302,22 @@ std::string AnswerScrub(int sock, const ControlHandlers& h) {
                    {"unrepaired_ids", std::move(ids)}});
 }
 
-// Runs a repair pass, streaming its progress; returns the final line.
-std::string AnswerRepair(int sock, const ControlHandlers& h) {
-  if (!h.repair) return ErrorLine(Status::Unavailable("this node does not repair"));
+// Runs a repair or gc pass, streaming its progress; returns the final line.
+std::string AnswerPass(int sock, const ControlHandlers& h, const Request& req) {
+  const bool gc = req.op == "gc";
+  if (gc ? !h.gc : !h.repair) {
+    return ErrorLine(Status::Unavailable(fmt::format("this node does not {}", req.op)));
+  }
   ProgressLines progress(sock);
-  json result = json::parse(h.repair([&](std::uint64_t checked) { progress.Update(checked); }),
-                            nullptr, /*allow_exceptions=*/false);
-  if (result.is_discarded()) return ErrorLine(Status::Io("the node's repair is not valid JSON"));
+  auto update = [&](std::uint64_t checked) { progress.Update(checked); };
+  json result = json::parse(gc ? h.gc(req.grace_s, update) : h.repair(update), nullptr,
+                            /*allow_exceptions=*/false);
+  if (result.is_discarded()) {
+    return ErrorLine(Status::Io(fmt::format("the node's {} is not valid JSON", req.op)));
+  }
+  if (auto e = result.find("error"); gc && e != result.end() && e->is_string()) {
+    return ErrorLine(Status::Io(e->get<std::string>()));
+  }
   return JsonLine({{"ok", true}, {"result", std::move(result)}});
 }
 
@@ -317,9 +333,9 @@ std::string AnswerRequest(int sock, const ControlHandlers& h, const Request& req
     }
     return JsonLine({{"ok", true}, {"result", std::move(result)}});
   }
-  if (req.op == "scrub" || req.op == "repair") {
+  if (req.op == "scrub" || req.op == "repair" || req.op == "gc") {
     passed.Reset();
-    return req.op == "scrub" ? AnswerScrub(sock, h) : AnswerRepair(sock, h);
+    return req.op == "scrub" ? AnswerScrub(sock, h) : AnswerPass(sock, h, req);
   }
   if (!IsFileOp(req.op)) {
     return ErrorLine(Status::InvalidArgument(fmt::format("unknown request \"{}\"", req.op)));

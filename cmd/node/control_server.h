@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,12 @@ struct ControlHandlers {
   // node waits there until the op has been written to its live peers, so
   // that a node killed right after still leaves it with them. Unset: none.
   std::function<void()> after_change;
+  // Runs a chunk collection pass now (`dfs gc`), with the grace period in
+  // seconds when given; returns it as JSON (status's "gc" object; an
+  // "error" member when the pass failed). Unset: gc requests answer an error.
+  std::function<std::string(std::optional<std::int64_t> grace_s,
+                            const std::function<void(std::uint64_t chunks)>& progress)>
+      gc;
 };
 
 class ControlServer {

@@ -112,10 +112,14 @@ core::Status Node::Start() {
                                                  config_.listen_port, lec.message()));
   }
   listen_port_ = mesh_->listen_port();
-  chunk_server_ = std::make_unique<net::ChunkServer>(io_, *mesh_, *local_store_);
+  core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
+  // Peers' chunk collectors ask which chunks a file of our volume needs.
+  chunk_server_ = std::make_unique<net::ChunkServer>(
+      io_, *mesh_, *local_store_, [this, &replica](const net::RefsQuery& q) {
+        return core::AnswerRefs(replica, files_.get(), q.volume, q.vector, q.ids);
+      });
   net::OpSyncOptions sync_options;
   sync_options.pull_interval = config_.pull_interval;
-  core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
   op_sync_ = std::make_unique<net::OpSync>(io_, *mesh_, replica, sync_options);
   if (files_) {
     files_->SetOpListener([this](const core::Op& op, bool local) {
@@ -140,6 +144,12 @@ core::Status Node::Start() {
   handlers.repair = [this](const std::function<void(std::uint64_t)>& progress) {
     return RepairNow(progress);
   };
+  handlers.gc = [this](std::optional<std::int64_t> grace_s,
+                       const std::function<void(std::uint64_t)>& progress) {
+    std::optional<std::chrono::seconds> grace;
+    if (grace_s) grace = std::chrono::seconds(*grace_s);
+    return GcNow(grace, progress);
+  };
   handlers.after_change = [this] { WaitOpsSent(std::chrono::seconds(2)); };
   DFS_ASSIGN_OR_RETURN(control_,
                        ControlServer::Start(config_.data_dir / "control.sock", std::move(handlers)));
@@ -149,6 +159,7 @@ core::Status Node::Start() {
     io_.run();
   });
   repair_thread_ = std::thread([this] { RepairLoop(); });
+  gc_thread_ = std::thread([this] { GcLoop(); });
   spdlog::info("node {} listening on {}:{} ({} peer(s) given{})", id_.ToHex().substr(0, 8),
                config_.listen_host, listen_port_, config_.peers.size(),
                files_ ? "" : ", keyless storage peer");
@@ -209,6 +220,19 @@ core::Status Node::StartMetrics() {
   m.AddGaugeFn("dfs_repair_last_copies_failed",
                "Copies the last repair pass could not make (retried on the next).",
                repair([](const RepairState& r) { return r.last.failed; }));
+  auto gc = [this](auto field) {
+    return [this, field] { return static_cast<double>(field(gc_state())); };
+  };
+  m.AddCounterFn("dfs_gc_passes_total", "Chunk collection passes finished (dfs gc, --gc-interval).",
+                 gc([](const GcState& g) { return g.passes; }));
+  m.AddGaugeFn("dfs_gc_last_removed_chunks", "Chunks the last collection pass removed.",
+               gc([](const GcState& g) { return g.last.removed; }));
+  m.AddGaugeFn("dfs_gc_last_removed_bytes", "Bytes the last collection pass removed.",
+               gc([](const GcState& g) { return g.last.removed_bytes; }));
+  m.AddGaugeFn("dfs_gc_last_unanswered_chunks",
+               "Chunks the last collection pass kept because no current node with their "
+               "volume's key answered for them.",
+               gc([](const GcState& g) { return g.last.unanswered; }));
   m.AddGaugeFn("dfs_repair_last_started_timestamp_seconds",
                "When the last repair pass started (unix time; 0: none yet).",
                repair([seconds](const RepairState& r) { return seconds(r.started); }));
@@ -233,9 +257,14 @@ void Node::Stop() {
   // progress finish (or fail) while the network still runs.
   stopping_ = true;
   repair_cv_.notify_all();
+  {
+    std::lock_guard lock(gc_mu_);  // the loop checks stopping_ under it
+  }
+  gc_cv_.notify_all();
   control_.reset();
   metrics_http_.reset();  // its callbacks read what follows (and the network thread)
   if (repair_thread_.joinable()) repair_thread_.join();
+  if (gc_thread_.joinable()) gc_thread_.join();
   if (io_thread_.joinable()) {
     asio::post(io_, [this] {
       if (op_sync_) op_sync_->Stop();
@@ -372,6 +401,76 @@ void Node::WaitOpsSent(std::chrono::milliseconds limit) {
   }
 }
 
+void Node::GcLoop() {
+  if (config_.gc_interval.count() <= 0) return;  // on demand only
+  std::unique_lock lock(gc_mu_);
+  while (!stopping_) {
+    gc_cv_.wait_for(lock, config_.gc_interval, [this] { return stopping_.load(); });
+    if (stopping_) break;
+    lock.unlock();
+    RunGcPass(config_.gc_grace, {});
+    lock.lock();
+  }
+}
+
+void Node::RunGcPass(std::chrono::seconds grace,
+                     const std::function<void(std::uint64_t)>& progress) {
+  std::lock_guard one_at_a_time(gc_pass_mu_);
+  {
+    std::lock_guard state(gc_mu_);
+    gc_.running = true;
+  }
+  core::GcOptions options;
+  options.grace = grace;
+  core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
+  core::Result<core::GcStats> stats =
+      core::ChunkCollector(*local_store_, replica, files_.get(), *network_, options).Run(progress);
+  if (stats.ok()) {
+    spdlog::info("gc: {} chunks looked at, {} removed ({} bytes), {} in use, {} within the grace "
+                 "period, {} that no node could answer for",
+                 stats->chunks, stats->removed, stats->removed_bytes, stats->live, stats->young,
+                 stats->unanswered);
+    for (const std::string& note : stats->notes) spdlog::info("gc: kept: {}", note);
+  } else {
+    spdlog::error("gc: {}", stats.status().ToString());
+  }
+  std::lock_guard state(gc_mu_);
+  gc_.running = false;
+  ++gc_.passes;
+  gc_.last = stats.ok() ? *stats : core::GcStats{};
+  gc_.error = stats.ok() ? "" : stats.status().ToString();
+  gc_.grace = grace;
+  gc_.finished = std::chrono::system_clock::now();
+}
+
+std::string Node::GcNow(std::optional<std::chrono::seconds> grace,
+                        const std::function<void(std::uint64_t)>& progress) {
+  RunGcPass(grace.value_or(config_.gc_grace), progress);
+  return GcJson(gc_state()).dump(2);
+}
+
+GcState Node::gc_state() {
+  std::lock_guard lock(gc_mu_);
+  return gc_;
+}
+
+nlohmann::json Node::GcJson(const GcState& g) {
+  nlohmann::json j = {{"running", g.running},
+                      {"passes", g.passes},
+                      {"grace_seconds", g.grace.count()},
+                      {"last_chunks", g.last.chunks},
+                      {"last_removed", g.last.removed},
+                      {"last_removed_bytes", g.last.removed_bytes},
+                      {"last_live", g.last.live},
+                      {"last_young", g.last.young},
+                      {"last_unanswered", g.last.unanswered},
+                      {"last_unknown", g.last.unknown},
+                      {"last_notes", g.last.notes},
+                      {"last_finished", Iso(g.finished)}};
+  if (!g.error.empty()) j["error"] = g.error;
+  return j;
+}
+
 RepairState Node::repair_state() {
   std::lock_guard lock(repair_mu_);
   return repair_;
@@ -418,6 +517,7 @@ std::string Node::StatusJson() {
   j["repair"] = RepairJson(r);
   // Chunks that lacked a copy at the last pass and could not all be fixed.
   j["under_replicated"] = r.last.failed > 0 ? r.last.under_replicated : 0;
+  j["gc"] = GcJson(gc_state());
   if (files_) {
     auto totals = files_->Totals();
     if (totals.ok()) {

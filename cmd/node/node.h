@@ -34,6 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/chunk_gc.h"
 #include "core/disk_chunk_store.h"
 #include "core/file_server.h"
 #include "core/key_file.h"
@@ -66,6 +67,10 @@ struct NodeConfig {
   std::chrono::milliseconds dead_time{std::chrono::minutes(5)};
   // How often the repair loop looks at membership.
   std::chrono::milliseconds repair_check{std::chrono::seconds(1)};
+  // Chunk collection (core/chunk_gc.h): a pass every gc_interval (0: only
+  // on demand, `dfs gc`), keeping chunks put within gc_grace.
+  std::chrono::seconds gc_interval{std::chrono::hours(6)};
+  std::chrono::seconds gc_grace{std::chrono::hours(24)};
   // Serve Prometheus metrics over HTTP on this address (port 0: any).
   std::optional<std::pair<std::string, std::uint16_t>> metrics_address;
 };
@@ -76,6 +81,16 @@ struct RepairState {
   std::uint64_t passes = 0;
   core::RepairStats last;
   std::chrono::system_clock::time_point started{};  // of the last pass begun
+  std::chrono::system_clock::time_point finished{};
+};
+
+// What the last chunk collection pass found and did.
+struct GcState {
+  bool running = false;
+  std::uint64_t passes = 0;
+  core::GcStats last;
+  std::string error;  // the last pass's failure ("" when it ran through)
+  std::chrono::seconds grace{};  // the last pass's
   std::chrono::system_clock::time_point finished{};
 };
 
@@ -113,6 +128,12 @@ class Node {
   // Runs a repair pass now (`dfs repair`), after any pass already running;
   // returns it as JSON (status's "repair" object).
   std::string RepairNow(const std::function<void(std::uint64_t checked)>& progress);
+  GcState gc_state();
+  // Runs a chunk collection pass now (`dfs gc`; grace: the node's unless
+  // given), after any pass already running; returns it as JSON (status's
+  // "gc" object).
+  std::string GcNow(std::optional<std::chrono::seconds> grace,
+                    const std::function<void(std::uint64_t chunks)>& progress);
   // Waits (at most `limit`) until every frame queued so far to a live peer,
   // the ops of the last change among them, has been written to its socket.
   void WaitOpsSent(std::chrono::milliseconds limit);
@@ -133,6 +154,9 @@ class Node {
   core::RepairStats RunRepairPass(const std::function<void(std::uint64_t)>& progress);
   // What status and dfs repair show of a pass: counts, and where copies lacked.
   nlohmann::json RepairJson(const RepairState& r);
+  void GcLoop();
+  void RunGcPass(std::chrono::seconds grace, const std::function<void(std::uint64_t)>& progress);
+  static nlohmann::json GcJson(const GcState& g);
   // Runs fn on the network thread and waits for it.
   template <typename Fn>
   auto OnIo(Fn fn) -> decltype(fn());
@@ -169,6 +193,12 @@ class Node {
   RepairState repair_;  // guarded by repair_mu_
   std::mutex repair_pass_mu_;  // one pass at a time (the loop's, dfs repair's)
   std::atomic<std::uint64_t> repair_progress_{0};  // chunks checked by the pass running
+
+  std::thread gc_thread_;
+  std::mutex gc_mu_;  // guards gc_; waited on (repair_cv_'s stop) by the loop
+  std::condition_variable gc_cv_;
+  GcState gc_;
+  std::mutex gc_pass_mu_;  // one pass at a time
 
   std::mutex observer_mu_;
   std::function<void(const core::Op&)> remote_observer_;

@@ -51,6 +51,12 @@ void AddNodeFlags(CLI::App& app, NodeFlags& f) {
   app.add_option("--dead-time", f.dead_time,
                  "seconds a member may be unreachable before its chunks are re-replicated")
       ->capture_default_str()->check(CLI::Range(1, 86400 * 30));
+  app.add_option("--gc-interval", f.gc_interval,
+                 "seconds between passes that remove chunks no file needs (0: only on `dfs gc`)")
+      ->capture_default_str()->check(CLI::Range(std::int64_t{0}, std::int64_t{86400} * 365));
+  app.add_option("--gc-grace", f.gc_grace,
+                 "seconds a chunk is kept after it was last stored, referenced or not")
+      ->capture_default_str()->check(CLI::Range(std::int64_t{0}, std::int64_t{86400} * 365));
   app.add_option("--metrics", f.metrics,
                  "serve Prometheus metrics over HTTP at ADDR:PORT/metrics (port 0: any)");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")->capture_default_str();
@@ -66,6 +72,8 @@ int MakeNodeConfig(const NodeFlags& f, const char* program, NodeConfig* config) 
   config->data_dir = f.data;
   config->replicas = f.replicas;
   config->dead_time = std::chrono::seconds(f.dead_time);
+  config->gc_interval = std::chrono::seconds(f.gc_interval);
+  config->gc_grace = std::chrono::seconds(f.gc_grace);
   if (!ParseHostPort(f.listen, 3000, &config->listen_host, &config->listen_port)) {
     fmt::print(stderr, "{}: --listen {}: expected ADDR:PORT\n", program, f.listen);
     return 2;
