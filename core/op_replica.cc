@@ -121,6 +121,8 @@ Result<AcceptResult> VolumeOpLog::Accept(const SealedOp& sealed) {
   return *applied ? AcceptResult::kApplied : AcceptResult::kDuplicate;
 }
 
+Status VolumeOpLog::Sync() { return files_.index().SyncLog(); }
+
 Result<std::vector<SealedOp>> VolumeOpLog::Since(const NodeId& origin, std::uint64_t from_seq,
                                                  std::size_t max_bytes) {
   std::vector<SealedOp> out;

@@ -58,6 +58,9 @@ class OpReplica {
   // Takes one op from a peer. Errors: kCorrupt / kWrongKey (a blob that does
   // not open under this volume's key), kNoSpace, kIo.
   virtual Result<AcceptResult> Accept(const SealedOp& op) = 0;
+  // Makes every op Accept took so far durable (before a node acknowledges
+  // them to their origin).
+  virtual Status Sync() = 0;
   // `origin`'s ops from `from_seq` on, in order, until about `max_bytes`
   // of blobs (at least one op when there is one).
   virtual Result<std::vector<SealedOp>> Since(const NodeId& origin, std::uint64_t from_seq,
@@ -102,6 +105,8 @@ class VolumeOpLog final : public OpReplica {
   // the key refuses ops sealed under another).
   Result<VersionVector> VectorFor(const KeyCheck& key_check) override;
   Result<AcceptResult> Accept(const SealedOp& op) override;
+  // Syncs the index's log (applied ops commit without waiting for the disk).
+  Status Sync() override;
   Result<std::vector<SealedOp>> Since(const NodeId& origin, std::uint64_t from_seq,
                                       std::size_t max_bytes) override;
 

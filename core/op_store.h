@@ -28,6 +28,8 @@ class OpStore final : public OpReplica {
   // Stores the blob as it is; only its framing is checked (a blob too short
   // to be a sealed op is kCorrupt).
   Result<AcceptResult> Accept(const SealedOp& op) override;
+  // Nothing to do: Accept commits with synchronous=FULL.
+  Status Sync() override { return Status::Ok(); }
   Result<std::vector<SealedOp>> Since(const NodeId& origin, std::uint64_t from_seq,
                                       std::size_t max_bytes) override;
 

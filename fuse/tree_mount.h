@@ -61,6 +61,9 @@ struct MountOptions {
   // Where staging files go (created if missing); statfs reports this file
   // system's space.
   std::filesystem::path staging_dir;
+  // Called after fsync and fsyncdir have made the changes durable here and
+  // before they return (the node waits for its peers to hold the ops).
+  std::function<void()> after_sync;
 };
 
 // errno for a core status.
@@ -162,6 +165,12 @@ class TreeMount {
   // the FileServer has no registry).
   const core::OpMetric* op_metric(int op) const { return &op_metrics_[static_cast<std::size_t>(op)]; }
   const std::filesystem::path& staging_dir() const { return options_.staging_dir; }
+  // fsync and fsyncdir: Flush, then the after_sync hook.
+  core::Status SyncAll() {
+    DFS_RETURN_IF_ERROR(files_.Flush());
+    if (options_.after_sync) options_.after_sync();
+    return core::Status::Ok();
+  }
 
  private:
   TreeMount(core::FileServer& files, MountOptions options)

@@ -491,7 +491,8 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 // fsync: the content is uploaded and committed, and the index log synced
-// (with every other change made so far: group commit) before it returns.
+// (with every other change made so far: group commit) before it returns;
+// under a node, once its peers hold the ops too (MountOptions::after_sync).
 void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
   TreeMount::OpenFile& f = *H(fi)->file;
   Status s;
@@ -499,14 +500,14 @@ void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
     std::lock_guard lock(f.mu);
     s = Self(req)->Commit(f);
   }
-  if (s.ok()) s = Self(req)->files().Flush();
+  if (s.ok()) s = Self(req)->SyncAll();
   if (!s.ok()) LogFailure(Self(req), "fsync", f.inode, s);
   fuse_reply_err(req, Errno(s));
 }
 
 // fsyncdir: names created, moved or removed so far are durable.
 void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
-  fuse_reply_err(req, Errno(Self(req)->files().Flush()));
+  fuse_reply_err(req, Errno(Self(req)->SyncAll()));
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {

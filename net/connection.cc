@@ -234,7 +234,6 @@ asio::awaitable<void> Connection::Writer() {
       if (queued_frame) {
         frame = std::move(queue_.front());
         queue_.pop_front();
-        ++popped_;
         piece = frame.payload;
       }
       // Sealed (copied into the wire buffer) before anything can drop the piece.
@@ -243,7 +242,6 @@ asio::awaitable<void> Connection::Writer() {
         co_return;
       }
       co_await WriteRaw(wire);
-      if (queued_frame) ++written_;
     }
     if (closed_) co_return;
     boost::system::error_code ec;

@@ -101,19 +101,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed() const { return closed_; }
   const std::string& peer() const { return peer_; }
   std::size_t queued() const { return queue_.size() + out_streams_.size(); }
-  // Frames ever put in the queue, and those of them written to the socket
-  // (io thread): a caller that sent a frame waits for the second to reach
-  // the first as it was then.
-  std::uint64_t frames_queued() const { return popped_ + queue_.size(); }
-  std::uint64_t frames_written() const { return written_; }
   // Incoming stream bytes reserved now, and the most ever (for tests).
   std::size_t stream_memory_in_use() const { return in_memory_; }
   std::size_t stream_memory_peak() const { return in_memory_peak_; }
 
  private:
   Connection(tcp::socket socket, const NetworkKey& key, Role role, ConnectionOptions options);
-  std::uint64_t popped_ = 0;   // frames taken from queue_ by the writer
-  std::uint64_t written_ = 0;  // of those, written to the socket
   void AssertIoThread() const;
 
   asio::awaitable<void> Run();

@@ -27,6 +27,7 @@ std::optional<std::uint32_t> MaxPayload(std::uint8_t type) {
     case FrameType::kOpPull: return (64u << 10) + kTag;  // 4 + 40 per origin
     case FrameType::kOpPullReply:
     case FrameType::kOpPush: return kMaxChunkFramePayload + kTag;
+    case FrameType::kOpAck: return 64 + kTag;
   }
   return std::nullopt;
 }

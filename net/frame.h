@@ -49,6 +49,7 @@ enum class FrameType : std::uint8_t {
   kOpPull = 96,        // request: the sender's version vector ("send me what I lack")
   kOpPullReply = 97,   // response: a batch of sealed ops
   kOpPush = 98,        // one-way: new ops, as they commit
+  kOpAck = 99,         // one-way, to an ops' origin: how far its ops are durable here
 };
 
 inline constexpr std::uint8_t kProtocolVersion = 1;

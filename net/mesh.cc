@@ -231,14 +231,6 @@ std::size_t Mesh::Broadcast(const Frame& frame) {
   return sent;
 }
 
-std::vector<std::pair<std::shared_ptr<Connection>, std::uint64_t>> Mesh::SendMarks() const {
-  std::vector<std::pair<std::shared_ptr<Connection>, std::uint64_t>> out;
-  for (const auto& [id, peer] : peers_) {
-    if (auto c = LiveConnection(peer)) out.emplace_back(c, c->frames_queued());
-  }
-  return out;
-}
-
 std::vector<PeerInfo> Mesh::Peers() const {
   std::vector<PeerInfo> out;
   for (const auto& [id, peer] : peers_) {

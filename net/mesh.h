@@ -72,9 +72,6 @@ class Mesh {
   // Sends `frame` to every live peer; returns how many it was queued for.
   std::size_t Broadcast(const Frame& frame);
 
-  // Every live connection with its frames_queued() now (io thread).
-  std::vector<std::pair<std::shared_ptr<Connection>, std::uint64_t>> SendMarks() const;
-
   // A live connection to `node`, if there is one.
   std::shared_ptr<Connection> ConnectionTo(const core::NodeId& node) const;
 

@@ -111,6 +111,9 @@ void OpSync::Start() {
   mesh_.Handle(FrameType::kOpPush, [this](const NodeId& from, Connection&, Frame f) {
     OnPush(from, std::move(f));
   });
+  mesh_.Handle(FrameType::kOpAck, [this](const NodeId& from, Connection&, Frame f) {
+    OnAck(from, f);
+  });
   mesh_.OnPeerUp([this, alive = alive_](const NodeId& peer, Connection&) {
     if (*alive) PullFrom(peer);
   });
@@ -214,9 +217,17 @@ void OpSync::FinishPull(const NodeId& peer, bool progressed) {
 
 std::pair<bool, bool> OpSync::AcceptAll(const std::vector<SealedOp>& ops, const NodeId& from) {
   bool applied = false, gap = false;
+  std::map<NodeId, bool> origins;  // -> refused (another volume's)
   for (const SealedOp& op : ops) {
+    if (op.origin != mesh_.self()) origins.try_emplace(op.origin, false);
     Result<core::AcceptResult> r = replica_.Accept(op);
     if (!r.ok()) {
+      if (r.status().code() == core::ErrorCode::kWrongKey) {
+        origins[op.origin] = true;
+        spdlog::debug("op {} of {} from peer {}: {}", op.seq, Short(op.origin), Short(from),
+                      r.status().ToString());
+        continue;
+      }
       spdlog::warn("op {} of {} from peer {}: {}", op.seq, Short(op.origin), Short(from),
                    r.status().ToString());
       // Later ops of that origin would only be gaps now; the others may go on.
@@ -229,7 +240,81 @@ std::pair<bool, bool> OpSync::AcceptAll(const std::vector<SealedOp>& ops, const 
       gap = true;
     }
   }
+  // One sync and one ack per origin for every batch the worker has queued
+  // now: a burst of pushes costs one fdatasync, not one each.
+  for (const auto& [origin, refused] : origins) pending_acks_[origin] |= refused;
+  if (!pending_acks_.empty() && !acks_scheduled_) {
+    acks_scheduled_ = true;
+    pool_.Submit([this] {
+      acks_scheduled_ = false;
+      std::map<NodeId, bool> due;
+      due.swap(pending_acks_);
+      SendAcks(due);
+    });
+  }
   return {applied, gap};
+}
+
+void OpSync::SendAcks(const std::map<NodeId, bool>& origins) {
+  // Durable first: an ack is a promise that the ops survive a crash here.
+  if (Status s = replica_.Sync(); !s.ok()) {
+    spdlog::warn("op sync: {}", s.ToString());
+    return;
+  }
+  Result<VersionVector> v = replica_.Vector();
+  if (!v.ok()) return;
+  std::vector<std::pair<NodeId, Bytes>> acks;
+  for (const auto& [origin, refused] : origins) {
+    acks.emplace_back(origin, EncodeAck(origin, v->Get(origin), refused));
+  }
+  asio::post(io_, [this, alive = alive_, acks = std::move(acks)]() mutable {
+    if (!*alive) return;
+    for (auto& [origin, payload] : acks) {
+      std::shared_ptr<Connection> conn = mesh_.ConnectionTo(origin);
+      if (!conn) continue;  // it asks for none: it pulls what it lacks, or waits no more
+      Frame f;
+      f.type = FrameType::kOpAck;
+      f.payload = std::move(payload);
+      (void)conn->Send(std::move(f));
+    }
+  });
+}
+
+Bytes OpSync::EncodeAck(const NodeId& origin, std::uint64_t seq, bool refused) {
+  Bytes out(NodeId::kSize + 8 + 1);
+  std::copy(origin.bytes().begin(), origin.bytes().end(), out.begin());
+  core::StoreLe(out.data() + NodeId::kSize, seq, 8);
+  out[NodeId::kSize + 8] = refused ? 1 : 0;
+  return out;
+}
+
+void OpSync::OnAck(const NodeId& from, const Frame& frame) {
+  const Bytes& p = frame.payload;
+  if (p.size() != NodeId::kSize + 8 + 1 || p[NodeId::kSize + 8] > 1) {
+    spdlog::warn("op ack from {}: malformed", Short(from));
+    return;
+  }
+  if (*NodeId::FromBytes(ByteSpan(p.data(), NodeId::kSize)) != mesh_.self()) return;  // not ours
+  std::uint64_t seq = core::LoadLe(p.data() + NodeId::kSize, 8);
+  std::lock_guard lock(ack_mu_);
+  if (p[NodeId::kSize + 8] == 1) {
+    refusing_.insert(from);
+    return;
+  }
+  refusing_.erase(from);
+  std::uint64_t& have = acked_[from];
+  have = std::max(have, seq);
+}
+
+std::uint64_t OpSync::Acked(const NodeId& peer) const {
+  std::lock_guard lock(ack_mu_);
+  auto it = acked_.find(peer);
+  return it == acked_.end() ? 0 : it->second;
+}
+
+bool OpSync::Refuses(const NodeId& peer) const {
+  std::lock_guard lock(ack_mu_);
+  return refusing_.count(peer) > 0;
 }
 
 void OpSync::ServePull(Connection& conn, Frame frame) {

@@ -3,6 +3,11 @@
 // sequence number (core::OpReplica), so a keyless storage peer runs it too.
 //
 //   Push  a new local op is sent at once to every live peer (kOpPush).
+//   Ack   a node that took ops (pushed or pulled) makes them durable and
+//         tells their origin, when connected to it, how far it now holds
+//         that origin's ops (kOpAck); a node with another volume's key says
+//         it refuses them. The origin waits for these acks before it calls
+//         a change acknowledged (Node::WaitOpsAcked: `dfs put`, fsync).
 //   Pull  anti-entropy: a node sends a peer its version vector (kOpPull);
 //         the peer answers with a batch of the ops the vector lacks
 //         (kOpPullReply, up to batch_bytes). A non-empty batch makes the
@@ -24,6 +29,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include "core/op_replica.h"
@@ -59,12 +65,26 @@ class OpSync {
   // Ops taken from peers (applied, or stored on a keyless node) so far.
   std::uint64_t accepted() const { return accepted_.load(); }
 
+  // How far `peer` has acknowledged holding this node's ops durably (0:
+  // none yet), and whether it refuses them (it holds another volume's
+  // key). Any thread.
+  std::uint64_t Acked(const core::NodeId& peer) const;
+  bool Refuses(const core::NodeId& peer) const;
+
+  // kOpAck payload (exposed for tests): origin (16) || seq (u64) || flags
+  // (bit 0: the ops are refused, sealed under another volume's key).
+  static Bytes EncodeAck(const core::NodeId& origin, std::uint64_t seq, bool refused);
+
  private:
   void PullFrom(const core::NodeId& peer);
   void SendPull(const core::NodeId& peer, core::VersionVector mine);
   void FinishPull(const core::NodeId& peer, bool progressed);
   void ServePull(Connection& conn, Frame frame);
   void OnPush(const core::NodeId& from, Frame frame);
+  void OnAck(const core::NodeId& from, const Frame& frame);
+  // On the worker, after accepting: syncs the replica, then tells each
+  // origin (-> whether its ops were refused) how far it is held here.
+  void SendAcks(const std::map<core::NodeId, bool>& origins);
   // Accepts ops in order on the worker; returns (any applied, any gap).
   std::pair<bool, bool> AcceptAll(const std::vector<core::SealedOp>& ops, const core::NodeId& from);
   void Tick();
@@ -77,6 +97,11 @@ class OpSync {
   std::set<core::NodeId> pulling_;     // a pull is in flight to these
   std::set<core::NodeId> pull_again_;  // asked for another while one was in flight
   std::atomic<std::uint64_t> accepted_{0};
+  mutable std::mutex ack_mu_;
+  std::map<core::NodeId, std::uint64_t> acked_;  // guarded by ack_mu_
+  std::set<core::NodeId> refusing_;              // guarded by ack_mu_
+  std::map<core::NodeId, bool> pending_acks_;    // the worker's: origins to ack
+  bool acks_scheduled_ = false;                  // the worker's
   std::shared_ptr<bool> alive_;  // false once stopped: late callbacks do nothing
   core::WorkerPool pool_{1};     // the replica's one thread; declared last, joined first
 };

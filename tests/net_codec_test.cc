@@ -17,7 +17,8 @@ const FrameType kAllTypes[] = {
     FrameType::kPong,        FrameType::kRequest,     FrameType::kResponse,    FrameType::kError,
     FrameType::kStreamOpen,  FrameType::kStreamData,  FrameType::kStreamCredit,
     FrameType::kStreamClose, FrameType::kStreamCancel, FrameType::kGossip,
-    FrameType::kChunkRequest, FrameType::kChunkResponse};
+    FrameType::kChunkRequest, FrameType::kChunkResponse, FrameType::kOpPull,
+    FrameType::kOpPullReply, FrameType::kOpPush,    FrameType::kOpAck};
 
 Bytes Encode(const Frame& f) {
   Bytes out;
@@ -138,7 +139,7 @@ TEST(FrameCodecTest, UnknownTypeVersionAndReservedBitsAreRejected) {
     NetError want;
   };
   for (Case c : {Case{0, 2, NetError::kBadVersion}, Case{0, 0, NetError::kBadVersion},
-                 Case{1, 99, NetError::kUnknownType}, Case{1, 0, NetError::kUnknownType},
+                 Case{1, 100, NetError::kUnknownType}, Case{1, 0, NetError::kUnknownType},
                  Case{3, 1, NetError::kBadHeader}}) {
     Frame f;
     f.type = FrameType::kPing;

@@ -162,6 +162,14 @@ TEST_F(OpSyncTest, PushedOpsReachEveryPeer) {
   }
   EXPECT_TRUE(WaitFor([&] { return Have(*nodes_[1], 1) == 20 && Have(*nodes_[2], 1) == 20; }))
       << Have(*nodes_[1], 1) << " " << Have(*nodes_[2], 1);
+  // Each peer tells the origin how far it holds its ops (durably).
+  EXPECT_TRUE(WaitFor([&] {
+    return a.sync->Acked(testing::TestNodeId(2)) == 20 && a.sync->Acked(testing::TestNodeId(3)) == 20;
+  })) << a.sync->Acked(testing::TestNodeId(2)) << " " << a.sync->Acked(testing::TestNodeId(3));
+  EXPECT_EQ(a.sync->Acked(testing::TestNodeId(9)), 0u) << "no such peer";
+  EXPECT_FALSE(a.sync->Refuses(testing::TestNodeId(2)));
+  // Nobody acknowledges other origins' ops to a.
+  EXPECT_EQ(nodes_[1]->sync->Acked(testing::TestNodeId(1)), 0u);
   auto got = *nodes_[2]->store->Since(testing::TestNodeId(1), 7, 1);
   EXPECT_EQ(got[0].blob, Blob(1, 7).blob);
 }
@@ -197,6 +205,10 @@ TEST_F(OpSyncTest, APushAfterAGapIsFilledByAPull) {
   for (std::uint64_t seq = 1; seq <= 4; ++seq) ASSERT_TRUE(a.store->Accept(Blob(1, seq)).ok());
   a.sync->Publish(Blob(1, 4));
   EXPECT_TRUE(WaitFor([&] { return Have(b, 1) == 4; }, 3s));
+  // The push alone could not be acknowledged past the gap; the pull that
+  // filled it is.
+  EXPECT_TRUE(WaitFor([&] { return a.sync->Acked(testing::TestNodeId(2)) == 4; }, 3s))
+      << a.sync->Acked(testing::TestNodeId(2));
 }
 
 }  // namespace

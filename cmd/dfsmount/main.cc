@@ -178,6 +178,8 @@ int main(int argc, char** argv) {
   options.fuse_options = fuse_options;
   options.debug = debug;
   options.staging_dir = staging;
+  // What fsync acknowledges is held by the live peers too (bounded wait).
+  options.after_sync = [&node] { node.WaitOpsAcked(std::chrono::seconds(2)); };
   auto mount = dfs::fuse::TreeMount::Mount(*node.files(), mountpoint, options);
   if (!mount.ok()) {
     node.Stop();  // before the report: the caller sees nothing of the node left

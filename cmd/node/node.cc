@@ -150,7 +150,7 @@ core::Status Node::Start() {
     if (grace_s) grace = std::chrono::seconds(*grace_s);
     return GcNow(grace, progress);
   };
-  handlers.after_change = [this] { WaitOpsSent(std::chrono::seconds(2)); };
+  handlers.after_change = [this] { WaitOpsAcked(std::chrono::seconds(2)); };
   DFS_ASSIGN_OR_RETURN(control_,
                        ControlServer::Start(config_.data_dir / "control.sock", std::move(handlers)));
 
@@ -384,20 +384,24 @@ nlohmann::json Node::RepairJson(const RepairState& r) {
           {"holders", std::move(holders)}};
 }
 
-void Node::WaitOpsSent(std::chrono::milliseconds limit) {
-  // The change's op was handed to the io thread (Publish) before this runs:
-  // marks taken there now cover it.
-  auto marks = OnIo([this] { return mesh_->SendMarks(); });
+void Node::WaitOpsAcked(std::chrono::milliseconds limit) {
+  if (!files_) return;
+  const std::uint64_t target = files_->DurableSeq();  // our last durable op
+  if (target == 0) return;
   const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until && !stopping_) {
-    bool sent = OnIo([&marks] {
-      for (const auto& [c, mark] : marks) {
-        if (!c->closed() && c->frames_written() < mark) return false;
-      }
-      return true;
-    });
-    if (sent) return;
+  std::vector<core::NodeId> waiting;
+  while (!stopping_) {
+    waiting.clear();
+    for (const core::NodeId& peer : network_->LivePeers()) {
+      if (!op_sync_->Refuses(peer) && op_sync_->Acked(peer) < target) waiting.push_back(peer);
+    }
+    if (waiting.empty()) return;
+    if (std::chrono::steady_clock::now() >= until) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (const core::NodeId& peer : waiting) {
+    spdlog::info("node {} has not acknowledged op {} within {} ms: it pulls it later",
+                 peer.ToHex().substr(0, 8), target, limit.count());
   }
 }
 
@@ -493,7 +497,11 @@ std::string Node::PeersJson() {
     out.push_back({{"address", p.address},
                    {"id", p.id.ToHex()},
                    {"alive", p.alive},
-                   {"last_seen", Iso(p.last_seen)}});
+                   {"last_seen", Iso(p.last_seen)},
+                   // How far it holds this node's ops (its acks), and whether it
+                   // refuses them (it holds another volume's key).
+                   {"ops_acked", op_sync_->Acked(p.id)},
+                   {"other_volume", op_sync_->Refuses(p.id)}});
   }
   return out.dump(2);
 }

@@ -134,9 +134,12 @@ class Node {
   // "gc" object).
   std::string GcNow(std::optional<std::chrono::seconds> grace,
                     const std::function<void(std::uint64_t chunks)>& progress);
-  // Waits (at most `limit`) until every frame queued so far to a live peer,
-  // the ops of the last change among them, has been written to its socket.
-  void WaitOpsSent(std::chrono::milliseconds limit);
+  // Waits (at most `limit`) until every live peer that takes this volume's
+  // ops has acknowledged holding this node's last durable op durably
+  // (net::OpSync's acks): what `dfs put`, `rm` and fsync acknowledge then
+  // survives the loss of this node. A peer that does not answer in time is
+  // logged; it pulls the op later.
+  void WaitOpsAcked(std::chrono::milliseconds limit);
 
   // This node's metrics (the FileServer's and, under a mount, the FUSE
   // calls' register here); served over HTTP with --metrics.
