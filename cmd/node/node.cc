@@ -393,14 +393,25 @@ void Node::WaitOpsAcked(std::chrono::milliseconds limit) {
   while (!stopping_) {
     waiting.clear();
     for (const core::NodeId& peer : network_->LivePeers()) {
-      if (!op_sync_->Refuses(peer) && op_sync_->Acked(peer) < target) waiting.push_back(peer);
+      if (op_sync_->Refuses(peer) || op_sync_->Acked(peer) >= target) {
+        std::lock_guard lock(lagging_mu_);
+        lagging_.erase(peer);  // caught up: waited for again
+        continue;
+      }
+      std::lock_guard lock(lagging_mu_);
+      if (lagging_.count(peer) == 0) waiting.push_back(peer);
     }
     if (waiting.empty()) return;
     if (std::chrono::steady_clock::now() >= until) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  // A peer that is behind (busy with a backlog, a slow disk) would make every
+  // change wait the whole limit: it is not waited for until it has caught up.
+  std::lock_guard lock(lagging_mu_);
   for (const core::NodeId& peer : waiting) {
-    spdlog::info("node {} has not acknowledged op {} within {} ms: it pulls it later",
+    lagging_.insert(peer);
+    spdlog::info("node {} has not acknowledged op {} within {} ms: it pulls it later, and "
+                 "changes do not wait for it until it has caught up",
                  peer.ToHex().substr(0, 8), target, limit.count());
   }
 }

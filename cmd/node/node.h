@@ -28,6 +28,7 @@
 #include <mutex>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -138,7 +139,8 @@ class Node {
   // ops has acknowledged holding this node's last durable op durably
   // (net::OpSync's acks): what `dfs put`, `rm` and fsync acknowledge then
   // survives the loss of this node. A peer that does not answer in time is
-  // logged; it pulls the op later.
+  // logged (it pulls the op later) and not waited for again until its acks
+  // have caught up.
   void WaitOpsAcked(std::chrono::milliseconds limit);
 
   // This node's metrics (the FileServer's and, under a mount, the FUSE
@@ -202,6 +204,9 @@ class Node {
   std::condition_variable gc_cv_;
   GcState gc_;
   std::mutex gc_pass_mu_;  // one pass at a time
+
+  std::mutex lagging_mu_;
+  std::set<core::NodeId> lagging_;  // missed an ack deadline: not waited for until caught up
 
   std::mutex observer_mu_;
   std::function<void(const core::Op&)> remote_observer_;
