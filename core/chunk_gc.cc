@@ -52,7 +52,9 @@ void ChunkCollector::Note(GcStats* stats, std::string line) {
   if (stats->notes.size() < 8) stats->notes.push_back(std::move(line));
 }
 
-Result<GcStats> ChunkCollector::Run(const std::function<void(std::uint64_t)>& progress) {
+Result<GcStats> ChunkCollector::Run(const std::function<void(std::uint64_t)>& progress,
+                                    const std::atomic<bool>* stop) {
+  auto stopped = [stop] { return stop != nullptr && stop->load(); };
   GcStats stats;
   cutoff_ = std::chrono::system_clock::now() - options_.grace;
   own_current_ = -1;
@@ -66,6 +68,7 @@ Result<GcStats> ChunkCollector::Run(const std::function<void(std::uint64_t)>& pr
     return s.ok();
   };
   DFS_RETURN_IF_ERROR(store_.ForEach([&](const ChunkId& id, std::uint64_t) {
+    if (stopped()) return false;
     ++stats.chunks;
     if (progress && stats.chunks % 256 == 0) progress(stats.chunks);
     Result<ChunkStat> st = store_.Stat(id);
@@ -95,7 +98,7 @@ Result<GcStats> ChunkCollector::Run(const std::function<void(std::uint64_t)>& pr
     return true;
   }));
   DFS_RETURN_IF_ERROR(failed);
-  while (!waiting.empty()) {
+  while (!waiting.empty() && !stopped()) {
     if (!process(waiting.begin())) return failed;
   }
   if (progress) progress(stats.chunks);

@@ -36,6 +36,7 @@
 // FileServer it uses are thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -107,9 +108,11 @@ class ChunkCollector {
   ChunkCollector(ChunkStore& store, OpReplica& replica, FileServer* files, GcPeers& peers,
                  GcOptions options);
 
-  // One pass over the store; `progress(chunks looked at)` now and then.
+  // One pass over the store; `progress(chunks looked at)` now and then. It
+  // ends early, keeping what it has not judged, once `*stop` is true.
   // Errors: the store's or the index's (what was removed stays removed).
-  Result<GcStats> Run(const std::function<void(std::uint64_t)>& progress = {});
+  Result<GcStats> Run(const std::function<void(std::uint64_t)>& progress = {},
+                      const std::atomic<bool>* stop = nullptr);
 
  private:
   struct Candidate {

@@ -277,6 +277,29 @@ TEST_F(ChunkGcTest, AKeyedNodeSweepsItsOwnOrphansOnlyWhenCurrent) {
   EXPECT_EQ(w.data(), testing::RandomBytes(40000, 5));
 }
 
+// A pass asked to stop (the node is stopping) ends without judging more.
+TEST_F(ChunkGcTest, AStoppedPassRemovesNothingMore) {
+  Keyed a = MakeKeyed(1);
+  for (int i = 0; i < 3; ++i) {
+    Bytes plain = testing::RandomBytes(3000, 40 + i), sealed;
+    ChunkId id = a.fs->crypto().ComputeId(plain);
+    a.fs->crypto().Seal(id, plain, &sealed);
+    ASSERT_TRUE(a.fs->chunk_store().Put(id, sealed).ok());
+  }
+  FakePeers peers;
+  Settle();
+  std::atomic<bool> stop{true};
+  Result<GcStats> st =
+      ChunkCollector(a.fs->chunk_store(), *a.log, a.fs.get(), peers, NoGrace()).Run({}, &stop);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->removed, 0u);
+  EXPECT_EQ(Count(a.fs->chunk_store()), 3u);
+  stop = false;
+  st = ChunkCollector(a.fs->chunk_store(), *a.log, a.fs.get(), peers, NoGrace()).Run({}, &stop);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->removed, 3u) << "alone, current, and nothing references them";
+}
+
 // Small batches and a cap of one waiting volume still judge every chunk by
 // its own volume.
 TEST_F(ChunkGcTest, BatchesOfManyVolumesAreEachAskedOfTheirOwn) {

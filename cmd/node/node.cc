@@ -439,7 +439,8 @@ void Node::RunGcPass(std::chrono::seconds grace,
   options.grace = grace;
   core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
   core::Result<core::GcStats> stats =
-      core::ChunkCollector(*local_store_, replica, files_.get(), *network_, options).Run(progress);
+      core::ChunkCollector(*local_store_, replica, files_.get(), *network_, options)
+          .Run(progress, &stopping_);
   if (stats.ok()) {
     spdlog::info("gc: {} chunks looked at, {} removed ({} bytes), {} in use, {} within the grace "
                  "period, {} that no node could answer for",
