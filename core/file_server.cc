@@ -486,6 +486,15 @@ Status FileServer::CommitOpLocked(Op::Kind kind, std::string key, Bytes value) {
   op.kind = kind;
   op.key = std::move(key);
   op.value = std::move(value);
+  // A change too large to travel to peers is refused, not made here alone.
+  // (Only ops near the limit pay for an encoding to measure.)
+  if (op.value.size() + op.key.size() + 4096 > options_.max_op_bytes &&
+      op.Encode().size() > options_.max_op_bytes) {
+    return Status::FileTooLarge(fmt::format(
+        "the change is {} bytes as an op, more than the {} that one op may be (a file of more "
+        "than about {} chunks cannot be replicated yet)",
+        op.Encode().size(), options_.max_op_bytes, options_.max_op_bytes / 36));
+  }
   std::vector<ChunkId> freed;
   DFS_ASSIGN_OR_RETURN(bool applied, index_->ApplyOp(op, &freed, [](const ChunkRef& ref) {
     return static_cast<std::uint64_t>(ref.size) + VolumeCrypto::kOverhead;

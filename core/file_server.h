@@ -66,6 +66,9 @@ struct FileServerOptions {
   // Open() hands the data directory's chunk store to this, when set, and
   // uses what it returns (a network node layers a ReplicatedChunkStore).
   std::function<std::unique_ptr<ChunkStore>(std::unique_ptr<ChunkStore> local)> wrap_store;
+  // Local ops whose encoding is larger than this are refused (kFileTooLarge)
+  // before they commit: peers could not be sent them. Tests set it lower.
+  std::size_t max_op_bytes = Op::kMaxEncodedSize;
   // Where Store, Get and Delete count and time themselves (dfs_file_*);
   // must outlive the FileServer. None: not measured.
   MetricsRegistry* metrics = nullptr;

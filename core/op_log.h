@@ -51,6 +51,12 @@ struct Op {
   // field; errors: kCorrupt, kInvalidArgument (unknown version or kind).
   Bytes Encode() const;
   static Result<Op> Decode(ByteSpan data);
+
+  // The largest encoded op a node makes: one op travels in one frame
+  // (net/op_sync.cc checks that the frame holds it, sealed and batched).
+  // A manifest of about 110,000 chunks: a file of about 100 GiB at the
+  // average chunk size.
+  static constexpr std::size_t kMaxEncodedSize = 4u << 20;
 };
 
 class VersionVector {

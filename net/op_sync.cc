@@ -21,6 +21,10 @@ namespace {
 
 constexpr std::size_t kVectorEntry = NodeId::kSize + 8;
 constexpr std::size_t kOpHeader = NodeId::kSize + 8 + 4;
+// The largest op a node makes, sealed, fits a push (a batch of one) and a
+// pull answer.
+static_assert(4 + kOpHeader + core::Op::kMaxEncodedSize + core::OpSealer::kOverhead <=
+              kMaxChunkFramePayload);
 
 std::string Short(const NodeId& id) { return id.ToHex().substr(0, 8); }
 
