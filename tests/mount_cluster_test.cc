@@ -291,3 +291,34 @@ TEST_F(MountClusterTest, AFreshOpenSeesARemoteOverwriteWhileAnotherHandleIsHeld)
 
 }  // namespace
 }  // namespace dfs
+
+namespace dfs {
+namespace {
+
+// What fsync acknowledged is held by the peers when it returns: the writer
+// is killed right after its last fsync, with the files still open, and the
+// other mount reads every one of them.
+TEST_F(MountClusterTest, WhatFsyncAcknowledgedSurvivesTheWriterKilledAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replicas=*/2));
+  fs::path ma = Mnt("a"), mb = Mnt("b");
+  std::vector<std::string> contents;
+  std::vector<int> fds;
+  for (int i = 0; i < 4; ++i) {
+    contents.push_back(Content(fmt::format("fsynced {}", i), 300000 + i));
+    int fd = ::open((ma / fmt::format("f{}", i)).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                    0644);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    fds.push_back(fd);
+    ASSERT_EQ(::write(fd, contents[i].data(), contents[i].size()),
+              static_cast<ssize_t>(contents[i].size()));
+    ASSERT_EQ(::fsync(fd), 0) << std::strerror(errno);
+  }
+  Kill("a");
+  for (int fd : fds) ::close(fd);  // the mount is dead: this goes nowhere
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(Label(ReadOrError(mb / fmt::format("f{}", i))), Label(contents[i])) << Logs();
+  }
+}
+
+}  // namespace
+}  // namespace dfs
