@@ -550,6 +550,34 @@ TEST_F(DfsdTest, RepairOnDemandRestoresCopiesAndSaysWhere) {
   EXPECT_EQ(r.out, fmt::format("checked {} chunks: 0 lacked a copy on a holder, 0 copies made, 0 failed\n", n));
 }
 
+// With --repair-interval, copies a holder lost come back on their own,
+// though no member joined or left.
+TEST_F(DfsdTest, PeriodicRepairRestoresLostCopiesWithoutAChangeOfMembers) {
+  const std::vector<std::string> opts = {"--replicas", "2", "--repair-interval", "1"};
+  StartKeyed("a", {}, opts);
+  StartKeyed("b", {Address("a")}, opts);
+  ASSERT_TRUE(WaitFor([&] { return AlivePeers("a") == 1 && AlivePeers("b") == 1; }, 10s));
+  fs::path in = dir_ / "periodic.in";
+  WriteRandomFile(in, 3, 9);
+  ASSERT_EQ(Dfs({"--data", Data("a"), "put", "f", in.string()}).exit_code, 0);
+  const std::size_t n = ChunkFiles(Data("a")).size();
+  ASSERT_TRUE(WaitFor([&] { return ChunkFiles(Data("b")).size() == n; }, 10s));
+  auto passes = [&] {
+    return Status("a")["repair"]["passes"].get<int>() + Status("b")["repair"]["passes"].get<int>();
+  };
+  // The passes after the start and the join are done: what follows is the timer's.
+  ASSERT_TRUE(WaitFor([&] {
+    return Status("a")["repair"]["passes"].get<int>() >= 1 &&
+           Status("b")["repair"]["passes"].get<int>() >= 1;
+  }, 15s));
+  const int before = passes();
+  std::vector<fs::path> on_b = ChunkFiles(Data("b"));
+  fs::remove(on_b[0]);
+  fs::remove(on_b[1]);
+  EXPECT_TRUE(WaitFor([&] { return fs::exists(on_b[0]) && fs::exists(on_b[1]); }, 15s));
+  EXPECT_GT(passes(), before);
+}
+
 TEST_F(DfsdTest, ScrubWithoutARunningNodeSaysToStartOne) {
   StartKeyed("a", {});
   ASSERT_EQ(Dfs({"--data", Data("a"), "put", "k", (dir_ / "net.key").string()}).exit_code, 0);

@@ -293,6 +293,7 @@ void Node::RepairLoop() {
   std::map<core::NodeId, Clock::time_point> missing_since;
   bool first = true;
   Clock::time_point stable_since = Clock::now();
+  Clock::time_point last_run = Clock::now();
   std::set<core::NodeId> previous;
   std::unique_lock lock(repair_mu_);
   while (!stopping_) {
@@ -314,8 +315,12 @@ void Node::RepairLoop() {
     // A first pass once membership has settled (copies a node could not
     // place while alone); then whenever a member joins or is gone for good.
     bool settled = now - stable_since >= std::chrono::seconds(2);
-    if (settled && (first || (joined && live.size() > 1) || gone)) {
+    // And every repair_interval whatever happened: a copy a holder lost
+    // (a disk error, a removal by hand) comes back without a change of members.
+    bool due = config_.repair_interval.count() > 0 && now - last_run >= config_.repair_interval;
+    if (settled && (first || (joined && live.size() > 1) || gone || due)) {
       first = false;
+      last_run = now;
       core::RepairStats stats = RunRepairPass({});
       // Members that failed copies are tried again on the next change.
       if (stats.failed == 0) {

@@ -66,6 +66,9 @@ struct NodeConfig {
   std::chrono::milliseconds pull_interval{5000};
   // A member unreachable this long is gone: its chunks are re-replicated.
   std::chrono::milliseconds dead_time{std::chrono::minutes(5)};
+  // A repair pass at least this often (0: only on changes of membership
+  // and `dfs repair`).
+  std::chrono::seconds repair_interval{std::chrono::hours(24)};
   // How often the repair loop looks at membership.
   std::chrono::milliseconds repair_check{std::chrono::seconds(1)};
   // Chunk collection (core/chunk_gc.h): a pass every gc_interval (0: only

@@ -51,6 +51,9 @@ void AddNodeFlags(CLI::App& app, NodeFlags& f) {
   app.add_option("--dead-time", f.dead_time,
                  "seconds a member may be unreachable before its chunks are re-replicated")
       ->capture_default_str()->check(CLI::Range(1, 86400 * 30));
+  app.add_option("--repair-interval", f.repair_interval,
+                 "seconds between repair passes besides those on membership changes (0: none)")
+      ->capture_default_str()->check(CLI::Range(std::int64_t{0}, std::int64_t{86400} * 365));
   app.add_option("--gc-interval", f.gc_interval,
                  "seconds between passes that remove chunks no file needs (0: only on `dfs gc`)")
       ->capture_default_str()->check(CLI::Range(std::int64_t{0}, std::int64_t{86400} * 365));
@@ -72,6 +75,7 @@ int MakeNodeConfig(const NodeFlags& f, const char* program, NodeConfig* config) 
   config->data_dir = f.data;
   config->replicas = f.replicas;
   config->dead_time = std::chrono::seconds(f.dead_time);
+  config->repair_interval = std::chrono::seconds(f.repair_interval);
   config->gc_interval = std::chrono::seconds(f.gc_interval);
   config->gc_grace = std::chrono::seconds(f.gc_grace);
   if (!ParseHostPort(f.listen, 3000, &config->listen_host, &config->listen_port)) {

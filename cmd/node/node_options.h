@@ -16,13 +16,14 @@ struct NodeFlags {
   std::vector<std::string> peers;
   int replicas = 3;
   int dead_time = 300;
+  std::int64_t repair_interval = 24 * 3600;  // seconds; 0: on membership changes only
   std::int64_t gc_interval = 6 * 3600;  // seconds; 0: only `dfs gc`
   std::int64_t gc_grace = 24 * 3600;
   std::string metrics;  // ADDR:PORT to serve Prometheus metrics on; empty: none
 };
 
-// --data, --listen, --peer, --network-key, --key, --replicas, --dead-time, --gc-interval,
-// --gc-grace, --metrics, --log-level.
+// --data, --listen, --peer, --network-key, --key, --replicas, --dead-time,
+// --repair-interval, --gc-interval, --gc-grace, --metrics, --log-level.
 void AddNodeFlags(CLI::App& app, NodeFlags& flags);
 
 // Reads the key files and checks addresses. On failure prints one line
