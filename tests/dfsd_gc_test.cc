@@ -71,6 +71,11 @@ TEST_F(DfsdTest, AKeylessPeerDropsTheChunksOfRemovedFilesAndNothingElse) {
   EXPECT_GT(j["last_removed_bytes"].get<std::uint64_t>(), 2u << 20) << r.out;
   EXPECT_EQ(Names(ChunkFiles(Data("c"))), kept);
   EXPECT_EQ(Status("c")["gc"]["passes"], 2);
+  auto human = Dfs({"--data", Data("c"), "status"});
+  ASSERT_EQ(human.exit_code, 0) << human.err;
+  EXPECT_NE(human.out.find(fmt::format("{} chunks removed (", all.size() - kept.size())),
+            std::string::npos)
+      << human.out;
   EXPECT_EQ(Status("c")["chunks"], kept.size());
 
   // What is kept still reads, from c's copies alone.

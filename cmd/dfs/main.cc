@@ -277,6 +277,16 @@ void PrintHealth(const nlohmann::json& j) {
   fmt::print("last repair:      {}{}\n", last,
              r.value("running", false) ? " (a pass is running now)" : "");
   PrintHolders(r);
+  if (!j.contains("gc")) return;
+  const nlohmann::json& c = j["gc"];
+  auto n = [&c](const char* name) { return c.value(name, std::uint64_t{0}); };
+  std::string at = c.value("last_finished", "");
+  std::string gc = at.empty() ? std::string("none yet")
+                              : fmt::format("{}, {} chunks removed ({}), {} kept unanswered", at,
+                                            n("last_removed"), HumanBytes(n("last_removed_bytes")),
+                                            n("last_unanswered"));
+  if (c.contains("error")) gc += ", failed: " + c.value("error", "");
+  fmt::print("last gc:          {}{}\n", gc, c.value("running", false) ? " (a pass is running now)" : "");
 }
 
 int CmdNode(const Globals& g, const std::string& what, bool json) {
