@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "core/chunk_file.h"
 #include "core/encoding.h"
 
 namespace dfs::core {
@@ -32,151 +33,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Chunk file v1: magic "DFSK", version, 3 reserved zero bytes, payload
-// length u64 LE, payload CRC32C u32 LE, CRC32C of bytes 0..19 u32 LE.
-constexpr char kMagic[4] = {'D', 'F', 'S', 'K'};
-constexpr std::uint8_t kVersion = 1;
-constexpr std::size_t kHeaderSize = 24;
-// Sanity bound on a payload: a manifest entry is at most 64 MiB of
-// plaintext and an envelope adds 32 bytes. Keeps a hostile or damaged file
-// from costing more memory than a real chunk can.
-constexpr std::uint64_t kMaxPayload = (64u << 20) + 4096;
-// More pending chunk files than this: Sync() issues one syncfs() instead of
-// one fdatasync() each, and the list is no longer kept (bounded memory).
-constexpr std::size_t kSyncfsThreshold = 16;
-
-// Chunk files of this many payload bytes are written with O_DIRECT, from an
-// aligned buffer per thread (at most kDirectMax plus a block each).
-constexpr std::size_t kDirectMin = 64 << 10;
-constexpr std::size_t kDirectMax = 8 << 20;
-constexpr std::size_t kDirectAlign = 4096;
-
-// The calling thread's O_DIRECT buffer, grown to `size` bytes (a multiple
-// of kDirectAlign); nullptr when memory is short.
-std::uint8_t* DirectBuffer(std::size_t size) {
-  struct Buffer {
-    void* p = nullptr;
-    std::size_t cap = 0;
-    ~Buffer() { std::free(p); }
-  };
-  thread_local Buffer b;
-  if (size > b.cap) {
-    std::free(b.p);
-    b.p = std::aligned_alloc(kDirectAlign, size);
-    b.cap = b.p != nullptr ? size : 0;
-  }
-  return static_cast<std::uint8_t*>(b.p);
-}
-
-std::size_t Padded(std::size_t n) { return (n + kDirectAlign - 1) / kDirectAlign * kDirectAlign; }
+using namespace chunk_file;  // the record format and its file helpers (core/chunk_file.h)
 
 // Temporary file names are unique per process across all store instances.
 std::atomic<std::uint64_t> g_tmp_counter{0};
-
-void EncodeHeader(ByteSpan payload, std::uint8_t* h) {
-  std::memcpy(h, kMagic, 4);
-  h[4] = kVersion;
-  h[5] = h[6] = h[7] = 0;
-  StoreLe(h + 8, payload.size(), 8);
-  StoreLe(h + 16, Crc32c(payload.data(), payload.size()), 4);
-  StoreLe(h + 20, Crc32c(h, 20), 4);
-}
-
-std::uint64_t PayloadSizeOf(std::uint64_t file_size) {
-  return file_size >= kHeaderSize ? file_size - kHeaderSize : 0;
-}
-
-bool IsHexByteName(const char* name) {
-  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
-  return hex(name[0]) && hex(name[1]) && name[2] == '\0';
-}
-
-
-// A DIR* closed on scope exit.
-class Dir {
- public:
-  explicit Dir(const fs::path& path) : d_(::opendir(path.c_str())) {}
-  ~Dir() {
-    if (d_ != nullptr) ::closedir(d_);
-  }
-  Dir(const Dir&) = delete;
-  Dir& operator=(const Dir&) = delete;
-  bool ok() const { return d_ != nullptr; }
-  int fd() const { return ::dirfd(d_); }
-  // Next entry other than "." and ".."; nullptr at the end or on error
-  // (then *err is the errno).
-  const dirent* Next(int* err) {
-    for (;;) {
-      errno = 0;
-      const dirent* e = ::readdir(d_);
-      if (e == nullptr) {
-        *err = errno;
-        return nullptr;
-      }
-      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) return e;
-    }
-  }
-
- private:
-  DIR* d_;
-};
-
-Status MakeDir(const fs::path& dir, bool* created) {
-  if (::mkdir(dir.c_str(), 0700) == 0) {
-    *created = true;
-    return Status::Ok();
-  }
-  if (errno == EEXIST) return Status::Ok();
-  return ErrnoStatus(errno, "create directory " + dir.string());
-}
-
-Status FsyncDir(const fs::path& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(errno, "open directory " + dir.string());
-  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync directory " + dir.string());
-  return Status::Ok();
-}
-
-// Moves `*iov` / `*n` past `done` bytes already transferred.
-void Advance(iovec** iov, int* n, std::size_t done) {
-  while (*n > 0 && done >= (*iov)->iov_len) {
-    done -= (*iov)->iov_len;
-    ++*iov;
-    --*n;
-  }
-  if (*n > 0) {
-    (*iov)->iov_base = static_cast<std::uint8_t*>((*iov)->iov_base) + done;
-    (*iov)->iov_len -= done;
-  }
-}
-
-// Reads exactly the bytes of `iov` from `fd` at offset 0 (one preadv in the
-// common case). Returns 0, the errno of a failed read, or -1 when the file
-// ended early.
-int ReadFully(int fd, iovec* iov, int n) {
-  off_t off = 0;
-  while (n > 0) {
-    ssize_t r = ::preadv(fd, iov, n, off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return errno;
-    if (r == 0) return -1;
-    off += r;
-    Advance(&iov, &n, static_cast<std::size_t>(r));
-  }
-  return 0;
-}
-
-// Writes all of `iov` to `fd`; returns 0 or the errno. A short write is
-// retried, so a full disk surfaces as ENOSPC.
-int WriteFully(int fd, iovec* iov, int n) {
-  while (n > 0) {
-    ssize_t w = ::writev(fd, iov, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return errno;
-    Advance(&iov, &n, static_cast<std::size_t>(w));
-  }
-  return 0;
-}
 
 }  // namespace
 
