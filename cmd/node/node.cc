@@ -112,7 +112,7 @@ core::Status Node::Start() {
                                                  config_.listen_port, lec.message()));
   }
   listen_port_ = mesh_->listen_port();
-  core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
+  core::OpReplica& replica = Replica();
   // Peers' chunk collectors ask which chunks a file of our volume needs.
   chunk_server_ = std::make_unique<net::ChunkServer>(
       io_, *mesh_, *local_store_, [this, &replica](const net::RefsQuery& q) {
@@ -397,14 +397,16 @@ void Node::WaitOpsAcked(std::chrono::milliseconds limit) {
   std::vector<core::NodeId> waiting;
   while (!stopping_) {
     waiting.clear();
-    for (const core::NodeId& peer : network_->LivePeers()) {
-      if (op_sync_->Refuses(peer) || op_sync_->Acked(peer) >= target) {
-        std::lock_guard lock(lagging_mu_);
-        lagging_.erase(peer);  // caught up: waited for again
-        continue;
-      }
+    std::vector<core::NodeId> live = network_->LivePeers();
+    {
       std::lock_guard lock(lagging_mu_);
-      if (lagging_.count(peer) == 0) waiting.push_back(peer);
+      for (const core::NodeId& peer : live) {
+        if (op_sync_->Refuses(peer) || op_sync_->Acked(peer) >= target) {
+          lagging_.erase(peer);  // caught up: waited for again
+        } else if (lagging_.count(peer) == 0) {
+          waiting.push_back(peer);
+        }
+      }
     }
     if (waiting.empty()) return;
     if (std::chrono::steady_clock::now() >= until) break;
@@ -442,9 +444,8 @@ void Node::RunGcPass(std::chrono::seconds grace,
   }
   core::GcOptions options;
   options.grace = grace;
-  core::OpReplica& replica = files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
   core::Result<core::GcStats> stats =
-      core::ChunkCollector(*local_store_, replica, files_.get(), *network_, options)
+      core::ChunkCollector(*local_store_, Replica(), files_.get(), *network_, options)
           .Run(progress, &stopping_);
   if (stats.ok()) {
     spdlog::info("gc: {} chunks looked at, {} removed ({} bytes), {} in use, {} within the grace "

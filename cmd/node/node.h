@@ -154,6 +154,10 @@ class Node {
 
  private:
   core::Status OpenStores();
+  // The op log ops sync drives: the volume's with the key, else the keyless store.
+  core::OpReplica& Replica() {
+    return files_ ? static_cast<core::OpReplica&>(*op_log_) : *op_store_;
+  }
   // Registers what the node knows (store usage, peers, repair, process) and
   // serves it when --metrics is given.
   core::Status StartMetrics();
