@@ -306,25 +306,25 @@ Status FileServer::RemoveIfUnused(const std::vector<ChunkId>& ids) {
     // Holding gc_mu_ across the check and the removal orders us with Pin():
     // a Store that pins after this point finds the chunk gone and rewrites it.
     std::lock_guard lock(gc_mu_);
-    if (pinned_.count(id) > 0) continue;
-    DFS_ASSIGN_OR_RETURN(bool referenced, index_->IsReferenced(id));
-    if (referenced) continue;
+    DFS_ASSIGN_OR_RETURN(bool in_use, InUseLocked(id));
+    if (in_use) continue;
     Status s = store_->Remove(id);
     if (!s.ok() && s.code() != ErrorCode::kNotFound) return s;
   }
   return store_->Sync();
 }
 
+Result<bool> FileServer::InUseLocked(const ChunkId& id) {
+  if (pinned_.count(id) > 0) return true;
+  return index_->IsReferenced(id);
+}
+
 Result<std::vector<bool>> FileServer::InUse(const std::vector<ChunkId>& ids) {
   std::vector<bool> out(ids.size());
   std::lock_guard lock(gc_mu_);
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (pinned_.count(ids[i]) > 0) {
-      out[i] = true;
-      continue;
-    }
-    DFS_ASSIGN_OR_RETURN(bool referenced, index_->IsReferenced(ids[i]));
-    out[i] = referenced;
+    DFS_ASSIGN_OR_RETURN(bool in_use, InUseLocked(ids[i]));
+    out[i] = in_use;
   }
   return out;
 }
@@ -334,9 +334,8 @@ Result<std::vector<bool>> FileServer::CollectUnused(const std::vector<ChunkId>& 
   std::vector<bool> removed(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     std::lock_guard lock(gc_mu_);
-    if (pinned_.count(ids[i]) > 0) continue;
-    DFS_ASSIGN_OR_RETURN(bool referenced, index_->IsReferenced(ids[i]));
-    if (referenced) continue;
+    DFS_ASSIGN_OR_RETURN(bool in_use, InUseLocked(ids[i]));
+    if (in_use) continue;
     Result<bool> r = store_->RemoveIfStoredBefore(ids[i], cutoff);
     if (!r.ok() && r.status().code() != ErrorCode::kNotFound) return r.status();
     removed[i] = r.ok() && *r;

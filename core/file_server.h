@@ -304,6 +304,8 @@ class FileServer {
   Status CheckKey();
   Status SweepOrphans();
   Status FinishPendingFrees();
+  // Whether a Store has pinned the chunk or a file references it; gc_mu_ held.
+  Result<bool> InUseLocked(const ChunkId& id);
   // Removes each chunk that no file references and no Store has pinned.
   Status RemoveIfUnused(const std::vector<ChunkId>& ids);
   void Pin(const ChunkId& id);
