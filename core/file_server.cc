@@ -490,9 +490,8 @@ Status FileServer::CommitOpLocked(Op::Kind kind, std::string key, Bytes value) {
   if (op.value.size() + op.key.size() + 4096 > options_.max_op_bytes &&
       op.Encode().size() > options_.max_op_bytes) {
     return Status::FileTooLarge(fmt::format(
-        "the change is {} bytes as an op, more than the {} that one op may be (a file of more "
-        "than about {} chunks cannot be replicated yet)",
-        op.Encode().size(), options_.max_op_bytes, options_.max_op_bytes / 36));
+        "the change is {} bytes as an op, more than the {} that one op may be",
+        op.Encode().size(), options_.max_op_bytes));
   }
   std::vector<ChunkId> freed;
   DFS_ASSIGN_OR_RETURN(bool applied, index_->ApplyOp(op, &freed, [](const ChunkRef& ref) {

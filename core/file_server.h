@@ -66,9 +66,13 @@ struct FileServerOptions {
   // Open() hands the data directory's chunk store to this, when set, and
   // uses what it returns (a network node layers a ReplicatedChunkStore).
   std::function<std::unique_ptr<ChunkStore>(std::unique_ptr<ChunkStore> local)> wrap_store;
-  // Local ops whose encoding is larger than this are refused (kFileTooLarge)
-  // before they commit: peers could not be sent them. Tests set it lower.
+  // The largest op this node makes (peers could not be sent a larger one).
+  // A file's content whose manifest does not fit travels as pieces, one op
+  // each (TreeStep::kContentPart); a manifest past max_manifest_bytes, or
+  // any other change past max_op_bytes, is refused with kFileTooLarge
+  // before anything commits. Tests set both lower.
   std::size_t max_op_bytes = Op::kMaxEncodedSize;
+  std::size_t max_manifest_bytes = kManifestMax;
   // Where Store, Get and Delete count and time themselves (dfs_file_*);
   // must outlive the FileServer. None: not measured.
   MetricsRegistry* metrics = nullptr;

@@ -287,7 +287,57 @@ Status FileServer::ReadDir(const FileId& dir, std::uint64_t offset,
 }
 
 Status FileServer::CommitTreeLocked(const TreeOp& op) {
-  return CommitOpLocked(Op::Kind::kTree, std::string(), op.Encode());
+  Bytes value = op.Encode();
+  // Op header, tree op header and one part step: well under this.
+  constexpr std::size_t kPieceOverhead = 256;
+  if (value.size() + kPieceOverhead <= options_.max_op_bytes ||
+      options_.max_op_bytes <= kPieceOverhead + 36) {
+    return CommitOpLocked(Op::Kind::kTree, std::string(), std::move(value));
+  }
+  // Too large for one op: each content's manifest goes ahead in pieces that
+  // fit one op each, and this op names them (TreeStep::kContentParts).
+  const std::size_t per_piece = (options_.max_op_bytes - kPieceOverhead) / 36;
+  TreeOp last = op;
+  std::vector<TreeOp> pieces;
+  for (TreeStep& st : last.steps) {
+    if (st.kind != TreeStep::Kind::kContent || st.manifest.is_inline() ||
+        st.manifest.chunks.size() <= per_piece) {
+      continue;
+    }
+    const std::size_t bytes = st.manifest.chunks.size() * 36;
+    const std::size_t count = (st.manifest.chunks.size() + per_piece - 1) / per_piece;
+    if (bytes > options_.max_manifest_bytes || count > kContentPartsMax) {
+      return Status::FileTooLarge(fmt::format(
+          "a file of {} chunks: its manifest would be {} bytes, more than the {} a file's may be",
+          st.manifest.chunks.size(), bytes, options_.max_manifest_bytes));
+    }
+    const FileId content = FileId::Random();
+    for (std::size_t p = 0; p < count; ++p) {
+      TreeStep piece;
+      piece.kind = TreeStep::Kind::kContentPart;
+      piece.inode = st.inode;
+      piece.content = content;
+      piece.part = static_cast<std::uint32_t>(p);
+      auto from = st.manifest.chunks.begin() + static_cast<std::ptrdiff_t>(p * per_piece);
+      auto to = st.manifest.chunks.begin() +
+                static_cast<std::ptrdiff_t>(std::min((p + 1) * per_piece, st.manifest.chunks.size()));
+      piece.manifest.chunks.assign(from, to);
+      for (const ChunkRef& ref : piece.manifest.chunks) piece.manifest.size += ref.size;
+      pieces.push_back(TreeOp{{std::move(piece)}});
+    }
+    st.kind = TreeStep::Kind::kContentParts;
+    st.content = content;
+    st.part = static_cast<std::uint32_t>(count);
+    st.manifest.chunks.clear();  // the size stays: the pieces must add up to it
+  }
+  value = last.Encode();
+  if (value.size() > options_.max_op_bytes) {  // checked before any piece commits
+    return CommitOpLocked(Op::Kind::kTree, std::string(), std::move(value));
+  }
+  for (const TreeOp& piece : pieces) {
+    DFS_RETURN_IF_ERROR(CommitOpLocked(Op::Kind::kTree, std::string(), piece.Encode()));
+  }
+  return CommitOpLocked(Op::Kind::kTree, std::string(), std::move(value));
 }
 
 Result<DirEntry> FileServer::MakeNode(const FileId& dir, std::string_view name,

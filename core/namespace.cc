@@ -151,6 +151,22 @@ Bytes TreeOp::Encode() const {
         o.Raw(m.data(), m.size());
         break;
       }
+      case TreeStep::Kind::kContentPart: {
+        o.Id(s.inode);
+        o.Id(s.content);
+        o.U(s.part, 4);
+        Bytes m = s.manifest.Encode();
+        o.U(m.size(), 4);
+        o.Raw(m.data(), m.size());
+        break;
+      }
+      case TreeStep::Kind::kContentParts:
+        o.Id(s.inode);
+        o.U(static_cast<std::uint64_t>(s.mtime_ns), 8);
+        o.Id(s.content);
+        o.U(s.part, 4);
+        o.U(s.manifest.size, 8);
+        break;
       case TreeStep::Kind::kXattr:
         o.Id(s.inode);
         o.U(s.present ? 1 : 0, 1);
@@ -220,12 +236,32 @@ Result<TreeOp> TreeOp::Decode(ByteSpan data) {
       }
       case TreeStep::Kind::kContent: {
         Bytes m;
-        if (!in.Id(&s.inode) || !in.Num(&s.mtime_ns, 8) || !in.Blob(&m, 4, 64u << 20)) {
+        if (!in.Id(&s.inode) || !in.Num(&s.mtime_ns, 8) || !in.Blob(&m, 4, kManifestMax)) {
           return bad(i, "content truncated");
         }
         DFS_ASSIGN_OR_RETURN(s.manifest, Manifest::Decode(m));
         break;
       }
+      case TreeStep::Kind::kContentPart: {
+        Bytes m;
+        if (!in.Id(&s.inode) || !in.Id(&s.content) || !in.Num(&s.part, 4) ||
+            !in.Blob(&m, 4, kManifestMax)) {
+          return bad(i, "content part truncated");
+        }
+        if (s.part >= kContentPartsMax) return bad(i, "content part number out of range");
+        DFS_ASSIGN_OR_RETURN(s.manifest, Manifest::Decode(m));
+        if (s.manifest.is_inline() || s.manifest.chunks.empty()) {
+          return bad(i, "a content part holds stored chunks");
+        }
+        break;
+      }
+      case TreeStep::Kind::kContentParts:
+        if (!in.Id(&s.inode) || !in.Num(&s.mtime_ns, 8) || !in.Id(&s.content) ||
+            !in.Num(&s.part, 4) || !in.Num(&s.manifest.size, 8)) {
+          return bad(i, "content parts truncated");
+        }
+        if (s.part < 1 || s.part > kContentPartsMax) return bad(i, "content part count out of range");
+        break;
       case TreeStep::Kind::kXattr: {
         std::uint8_t present;
         if (!in.Id(&s.inode) || !in.Num(&present, 1) || !in.Str(&s.name, 2, kXattrNameMax) ||

@@ -89,6 +89,12 @@ struct TreeStep {
     kSetAttr = 3,  // inode: the fields of `attrs` that are set
     kContent = 4,  // inode: content = manifest, mtime = mtime_ns
     kXattr = 5,    // inode: xattr `name` = value, or removed when !present
+    // A manifest too large for one op travels in pieces: ops of kContentPart
+    // steps, then the op whose kContentParts step commits them. An origin's
+    // ops apply in its order, so every replica holds the pieces by then.
+    kContentPart = 6,   // inode: piece number `part` of content `content`; manifest = its refs
+    kContentParts = 7,  // inode: content = the `part` pieces of `content` joined
+                        // (manifest carries only their total size), mtime = mtime_ns
   };
   Kind kind = Kind::kMove;
   FileId inode;
@@ -98,8 +104,10 @@ struct TreeStep {
   NewNode node;      // kCreate
   std::int64_t time_ns = 0;  // kCreate: birth time (atime = mtime = ctime)
   AttrChange attrs;  // kSetAttr
-  Manifest manifest; // kContent
-  std::int64_t mtime_ns = 0;  // kContent
+  Manifest manifest; // kContent, kContentPart; kContentParts: its size only
+  std::int64_t mtime_ns = 0;  // kContent, kContentParts
+  FileId content;          // kContentPart, kContentParts: which pieced content
+  std::uint32_t part = 0;  // kContentPart: the piece's number; kContentParts: how many
   Bytes value;       // kXattr
   bool present = true;  // kXattr
 };
@@ -118,6 +126,11 @@ inline constexpr std::size_t kNameMax = 255;       // bytes of one name
 inline constexpr std::size_t kSymlinkMax = 4095;   // bytes of a symlink target (PATH_MAX - 1)
 inline constexpr std::size_t kXattrNameMax = 255;
 inline constexpr std::size_t kXattrValueMax = 64 * 1024;
+// Bound on a file's encoded manifest, whole or joined from pieces (about
+// 1.8 million chunks: 1.8 TiB with the default chunker). It is held in memory
+// whole when the file is read or written.
+inline constexpr std::size_t kManifestMax = 64u << 20;
+inline constexpr std::uint32_t kContentPartsMax = 65536;  // pieces of one content
 
 // A name that may be an entry's: 1..255 bytes, no '/', no NUL, not "." or
 // "..". Errors: kNameTooLong, kInvalidArgument.

@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS xattrs(
   by BLOB NOT NULL,
   PRIMARY KEY(inode, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS content_parts(
+  content BLOB NOT NULL,           -- the pieced content's id (TreeStep::content)
+  part INTEGER NOT NULL,
+  inode BLOB NOT NULL,
+  piece BLOB NOT NULL,             -- an encoded manifest of the piece's refs
+  PRIMARY KEY(content, part)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO inodes(id, type, mode) VALUES(zeroblob(16), 2, 493);
 )sql";
 
@@ -440,11 +447,12 @@ Status ApplySetAttr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
   return Status::Ok();
 }
 
-Status ApplyContent(sqlite3* db, const TreeStep& st, ByteSpan ord, const ChunkRefs& refs) {
-  DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
+Status ApplyContent(sqlite3* db, const FileId& inode, const Manifest& manifest,
+                    std::int64_t mtime_ns, ByteSpan ord, const ChunkRefs& refs) {
+  DFS_RETURN_IF_ERROR(EnsureInode(db, inode));
   Stmt cur(db, "SELECT manifest, content_by, held FROM inodes WHERE id = ?1");
   DFS_RETURN_IF_ERROR(cur.status("tree"));
-  cur.Bind(1, IdSpan(st.inode));
+  cur.Bind(1, IdSpan(inode));
   DFS_ASSIGN_OR_RETURN(bool row, cur.Step("tree"));
   if (!row) return Status::Corrupt("index database: inode vanished");
   ByteSpan by = cur.Blob(1);
@@ -458,18 +466,75 @@ Status ApplyContent(sqlite3* db, const TreeStep& st, ByteSpan ord, const ChunkRe
   // New references first: chunks shared by old and new never drop to zero.
   // An inode without a name holds no references (SyncHeld).
   if (cur.Int(2) != 0) {
-    DFS_RETURN_IF_ERROR(refs.ref(st.manifest));
+    DFS_RETURN_IF_ERROR(refs.ref(manifest));
     if (old) DFS_RETURN_IF_ERROR(refs.unref(*old));
   }
   Stmt up(db, "UPDATE inodes SET manifest = ?2, size = ?3, content_by = ?4 WHERE id = ?1");
   DFS_RETURN_IF_ERROR(up.status("tree"));
-  Bytes encoded = st.manifest.Encode();
-  up.Bind(1, IdSpan(st.inode));
+  Bytes encoded = manifest.Encode();
+  up.Bind(1, IdSpan(inode));
   up.Bind(2, ByteSpan(encoded));
-  up.Bind(3, static_cast<std::int64_t>(st.manifest.size));
+  up.Bind(3, static_cast<std::int64_t>(manifest.size));
   up.Bind(4, ord);
   DFS_RETURN_IF_ERROR(Done(up, "tree"));
-  return SetRegister(db, st.inode, "mtime", st.mtime_ns, ord);
+  return SetRegister(db, inode, "mtime", mtime_ns, ord);
+}
+
+// A piece of a content that a later kContentParts step of the same origin
+// commits. Holds no chunk reference until then.
+Status ApplyContentPart(sqlite3* db, const TreeStep& st) {
+  Stmt s(db, "INSERT OR REPLACE INTO content_parts(content, part, inode, piece) "
+             "VALUES(?1, ?2, ?3, ?4)");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  Bytes piece = st.manifest.Encode();
+  s.Bind(1, IdSpan(st.content));
+  s.Bind(2, static_cast<std::int64_t>(st.part));
+  s.Bind(3, IdSpan(st.inode));
+  s.Bind(4, ByteSpan(piece));
+  return Done(s, "tree");
+}
+
+// Joins the pieces of st.content into one manifest, applies it as content
+// and drops the pieces.
+Status ApplyContentParts(sqlite3* db, const TreeStep& st, ByteSpan ord, const ChunkRefs& refs) {
+  Manifest whole;
+  {
+    Stmt s(db, "SELECT part, inode, piece FROM content_parts WHERE content = ?1 ORDER BY part");
+    DFS_RETURN_IF_ERROR(s.status("tree"));
+    s.Bind(1, IdSpan(st.content));
+    std::uint64_t bytes = 0;
+    for (std::uint32_t want = 0;; ++want) {
+      DFS_ASSIGN_OR_RETURN(bool row, s.Step("tree"));
+      if (!row) {
+        if (want == st.part) break;
+        return Status::Corrupt(fmt::format("content {} of inode {}: {} of {} pieces arrived",
+                                           st.content.ShortHex(), st.inode.ShortHex(), want,
+                                           st.part));
+      }
+      DFS_ASSIGN_OR_RETURN(FileId of, IdFrom(s.Blob(1)));
+      if (s.Int(0) != want || want >= st.part || of != st.inode) {
+        return Status::Corrupt(fmt::format("content {} of inode {}: piece {} does not belong",
+                                           st.content.ShortHex(), st.inode.ShortHex(), s.Int(0)));
+      }
+      bytes += s.Blob(2).size();
+      if (bytes > kManifestMax) {
+        return Status::Corrupt(fmt::format("content {}: its pieces pass {} bytes",
+                                           st.content.ShortHex(), kManifestMax));
+      }
+      DFS_ASSIGN_OR_RETURN(Manifest piece, Manifest::Decode(s.Blob(2)));
+      whole.size += piece.size;
+      whole.chunks.insert(whole.chunks.end(), piece.chunks.begin(), piece.chunks.end());
+    }
+  }
+  if (whole.size != st.manifest.size) {
+    return Status::Corrupt(fmt::format("content {}: pieces of {} bytes for a file of {}",
+                                       st.content.ShortHex(), whole.size, st.manifest.size));
+  }
+  DFS_RETURN_IF_ERROR(ApplyContent(db, st.inode, whole, st.mtime_ns, ord, refs));
+  Stmt del(db, "DELETE FROM content_parts WHERE content = ?1");
+  DFS_RETURN_IF_ERROR(del.status("tree"));
+  del.Bind(1, IdSpan(st.content));
+  return Done(del, "tree");
 }
 
 Status ApplyXattr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
@@ -529,7 +594,13 @@ Status Apply(sqlite3* db, const Op& op, const TreeOp& tree, const ChunkRefs& ref
         DFS_RETURN_IF_ERROR(ApplySetAttr(db, st, ord));
         break;
       case TreeStep::Kind::kContent:
-        DFS_RETURN_IF_ERROR(ApplyContent(db, st, ord, refs));
+        DFS_RETURN_IF_ERROR(ApplyContent(db, st.inode, st.manifest, st.mtime_ns, ord, refs));
+        break;
+      case TreeStep::Kind::kContentPart:
+        DFS_RETURN_IF_ERROR(ApplyContentPart(db, st));
+        continue;  // changes nothing a reader sees
+      case TreeStep::Kind::kContentParts:
+        DFS_RETURN_IF_ERROR(ApplyContentParts(db, st, ord, refs));
         break;
       case TreeStep::Kind::kXattr:
         DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));

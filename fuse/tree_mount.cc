@@ -361,8 +361,10 @@ std::vector<TreeMount::Inval> TreeMount::Invalidations(const core::Op& op) {
     return it == by_inode_.end() ? 0 : it->second;
   };
   for (const core::TreeStep& s : tree->steps) {
+    if (s.kind == core::TreeStep::Kind::kContentPart) continue;  // nothing visible yet
     std::uint64_t ino = ino_of(s.inode);
-    if (s.kind == core::TreeStep::Kind::kContent && ino != 0) {
+    if ((s.kind == core::TreeStep::Kind::kContent ||
+         s.kind == core::TreeStep::Kind::kContentParts) && ino != 0) {
       auto open = open_.find(ino);
       if (open != open_.end()) open->second->stale = true;  // atomic: no file lock here
     }

@@ -271,33 +271,6 @@ TEST_F(FileServerTest, FailedStoreKeepsOldContentAndLeavesNoChunks) {
 // A change whose op could not travel to peers (a manifest past the op size
 // limit) is refused with EFBIG before it commits: the old content stays,
 // the new chunks go.
-TEST_F(FileServerTest, AManifestTooLargeToReplicateIsRefusedAndChangesNothing) {
-  fs_.reset();
-  FileServerOptions o = SmallChunks();
-  o.chunker = {2048, 4096, 16384};
-  o.max_op_bytes = 8 << 10;  // about 220 chunks
-  auto opened = FileServer::Open(dir_.path(), TestKey(), o);
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  fs_ = std::move(opened).value();
-
-  Bytes small = testing::RandomBytes(200 << 10, 61);  // about 50 chunks
-  ASSERT_TRUE(Put("f", small).ok());
-  const std::uint64_t before = ChunksHeld();
-  Status s = Put("f", testing::RandomBytes(2 << 20, 62));  // about 500
-  EXPECT_EQ(s.code(), ErrorCode::kFileTooLarge) << s.ToString();
-  EXPECT_NE(s.message().find("cannot be replicated"), std::string::npos) << s.ToString();
-  s = Put("g", testing::RandomBytes(2 << 20, 63));
-  EXPECT_EQ(s.code(), ErrorCode::kFileTooLarge) << s.ToString();
-  EXPECT_FALSE(*fs_->Has("g"));
-  auto back = Read("f");
-  ASSERT_TRUE(back.ok()) << back.status().ToString();
-  EXPECT_TRUE(*back == small);
-  ASSERT_TRUE(fs_->Flush().ok());
-  EXPECT_EQ(ChunksHeld(), before);
-  // Just under the limit still goes.
-  EXPECT_TRUE(Put("h", testing::RandomBytes(400 << 10, 64)).ok());
-}
-
 TEST_F(FileServerTest, UncleanShutdownSweepsOrphanChunks) {
   Bytes kept = testing::RandomBytes(10000, 4);  // large enough for a chunk of its own
   ASSERT_TRUE(Put("keep", kept).ok());
@@ -385,12 +358,8 @@ TEST(FileServerOpsTest, LocalWritesBecomeOpsThatAnotherReplicaApplies) {
     ASSERT_TRUE(fs.Store(key, r).ok());
   };
   auto ship = [](FileServer& from, FileServer& to) {  // chunks, then ops
-    ASSERT_TRUE(from.chunk_store().ForEach([&](const ChunkId& id, std::uint64_t) {
-                      Bytes sealed;
-                      EXPECT_TRUE(from.chunk_store().Get(id, &sealed).ok());
-                      EXPECT_TRUE(to.chunk_store().Put(id, sealed).ok());
-                      return true;
-                    }).ok());
+    Status copied = testing::CopyChunks(from.chunk_store(), to.chunk_store());
+    ASSERT_TRUE(copied.ok()) << copied.ToString();
     auto ops = from.index().OpsSince(from.node_id(), 1, 1000);
     ASSERT_TRUE(ops.ok());
     for (const Op& op : *ops) {

@@ -68,6 +68,20 @@ TreeOp EveryKind() {
   content.manifest.AppendHole(5000);
   content.mtime_ns = 77;
 
+  const FileId pieced = FileId::Random(), content_id = FileId::Random();
+  TreeStep& part = AddStep(op, TreeStep::Kind::kContentPart, pieced);
+  part.content = content_id;
+  part.part = kContentPartsMax - 1;
+  part.manifest.chunks.push_back(ChunkRef{testing::TestChunkId(10), 4096});
+  part.manifest.size = 4096;
+  part.manifest.AppendHole(3);
+
+  TreeStep& parts = AddStep(op, TreeStep::Kind::kContentParts, pieced);
+  parts.content = content_id;
+  parts.part = kContentPartsMax;
+  parts.manifest.size = 0xfedcba9876543210ull;  // its size alone travels
+  parts.mtime_ns = -9;
+
   TreeStep& xattr = AddStep(op, TreeStep::Kind::kXattr, xattrs);
   xattr.name = "user.test";
   xattr.value = testing::RandomBytes(kXattrValueMax, 3);
@@ -107,6 +121,18 @@ void ExpectSameStep(const TreeStep& a, const TreeStep& b, std::size_t i) {
       break;
     case TreeStep::Kind::kContent:
       EXPECT_TRUE(a.manifest == b.manifest);
+      EXPECT_EQ(a.mtime_ns, b.mtime_ns);
+      break;
+    case TreeStep::Kind::kContentPart:
+      EXPECT_TRUE(a.manifest == b.manifest);
+      EXPECT_EQ(a.content, b.content);
+      EXPECT_EQ(a.part, b.part);
+      break;
+    case TreeStep::Kind::kContentParts:
+      EXPECT_EQ(a.manifest.size, b.manifest.size);
+      EXPECT_TRUE(b.manifest.chunks.empty());
+      EXPECT_EQ(a.content, b.content);
+      EXPECT_EQ(a.part, b.part);
       EXPECT_EQ(a.mtime_ns, b.mtime_ns);
       break;
     case TreeStep::Kind::kXattr:
@@ -161,7 +187,7 @@ TEST(TreeOpCodecTest, RejectsBadHeadersKindsAndFields) {
   NS_EXPECT_CODE(TreeOp::Decode(Header(2, 1)), kInvalidArgument);  // unknown version
   NS_EXPECT_CODE(TreeOp::Decode(Header(1, 0)), kCorrupt);           // no steps
   NS_EXPECT_CODE(TreeOp::Decode(Header(1, 4097)), kCorrupt);        // too many steps
-  for (std::uint8_t kind : {0, 6, 200, 255}) {
+  for (std::uint8_t kind : {0, 8, 200, 255}) {
     Bytes b = Header(1, 1);
     b.push_back(kind);
     b.resize(b.size() + 64, 0);
@@ -238,6 +264,38 @@ TEST(TreeOpCodecTest, RejectsBadHeadersKindsAndFields) {
   Bytes enc = co.Encode();
   enc[enc.size() - 1] ^= 1;  // the manifest's checksum
   EXPECT_FALSE(TreeOp::Decode(enc).ok());
+
+  // Pieces of a pieced content: a number in range, stored chunks only.
+  TreeOp po;
+  TreeStep p;
+  p.kind = TreeStep::Kind::kContentPart;
+  p.inode = FileId::Random();
+  p.content = FileId::Random();
+  p.manifest.chunks.push_back(ChunkRef{testing::TestChunkId(3), 10});
+  p.manifest.size = 10;
+  po.steps.push_back(p);
+  NS_EXPECT_OK(TreeOp::Decode(po.Encode()));
+  po.steps[0].part = kContentPartsMax;
+  NS_EXPECT_CODE(TreeOp::Decode(po.Encode()), kCorrupt);
+  po.steps[0].part = 0;
+  po.steps[0].manifest = Manifest{};  // no chunk
+  NS_EXPECT_CODE(TreeOp::Decode(po.Encode()), kCorrupt);
+  po.steps[0].manifest.chunks.push_back(ChunkRef{testing::TestChunkId(3), 10});
+  po.steps[0].manifest.size = 10;
+  po.steps[0].manifest.inline_sealed = Bytes(40, 1);  // inline
+  NS_EXPECT_CODE(TreeOp::Decode(po.Encode()), kCorrupt);
+  for (std::uint32_t count : {0u, kContentPartsMax + 1}) {
+    TreeOp jo;
+    TreeStep j;
+    j.kind = TreeStep::Kind::kContentParts;
+    j.inode = FileId::Random();
+    j.content = FileId::Random();
+    j.part = count;
+    jo.steps.push_back(j);
+    NS_EXPECT_CODE(TreeOp::Decode(jo.Encode()), kCorrupt);
+    jo.steps[0].part = 1;
+    NS_EXPECT_OK(TreeOp::Decode(jo.Encode()));
+  }
 }
 
 TEST(TreeOpCodecTest, RandomByteFlipsNeverCrash) {

@@ -120,12 +120,7 @@ class Cluster {
 
   // Copies every chunk `from` holds to `to` (ops name chunks, not carry them).
   static void ShipChunks(Node& from, Node& to) {
-    Status s = from->chunk_store().ForEach([&](const ChunkId& id, std::uint64_t) {
-      Bytes sealed;
-      EXPECT_TRUE(from->chunk_store().Get(id, &sealed).ok());
-      EXPECT_TRUE(to->chunk_store().Put(id, sealed).ok());
-      return true;
-    });
+    Status s = testing::CopyChunks(from->chunk_store(), to->chunk_store());
     EXPECT_TRUE(s.ok()) << s.ToString();
   }
 

@@ -60,6 +60,17 @@ core::ChunkId TestChunkId(std::uint32_t n) {
   return core::ChunkId(a);
 }
 
+core::Status CopyChunks(core::ChunkStore& from, core::ChunkStore& to) {
+  core::Status failed = core::Status::Ok();
+  core::Status walked = from.ForEach([&](const core::ChunkId& id, std::uint64_t) {
+    core::Bytes sealed;
+    failed = from.Get(id, &sealed);
+    if (failed.ok()) failed = to.Put(id, sealed);
+    return failed.ok();
+  });
+  return walked.ok() ? failed : walked;
+}
+
 void FlipByte(const std::filesystem::path& path, std::streamoff offset, std::uint8_t mask) {
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   ASSERT_TRUE(f.is_open()) << path;

@@ -12,6 +12,7 @@
 
 #include "core/bytes.h"
 #include "core/chunk_id.h"
+#include "core/chunk_store.h"
 #include "core/node_id.h"
 
 namespace dfs::testing {
@@ -36,6 +37,10 @@ core::Bytes RandomBytes(std::size_t size, std::uint64_t seed);
 // A node id of 16 bytes `b`, and a chunk id whose first 4 bytes are `n`.
 core::NodeId TestNodeId(std::uint8_t b);
 core::ChunkId TestChunkId(std::uint32_t n);
+
+// Copies every chunk `from` holds to `to`, as peers push chunks ahead of the
+// ops that name them (replication tests). The first error, if any.
+core::Status CopyChunks(core::ChunkStore& from, core::ChunkStore& to);
 
 // XORs the byte at `offset` of an existing file with `mask` (damage tests).
 void FlipByte(const std::filesystem::path& path, std::streamoff offset, std::uint8_t mask = 0x10);
