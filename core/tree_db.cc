@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS xattrs(
 CREATE TABLE IF NOT EXISTS content_parts(
   content BLOB NOT NULL,           -- the pieced content's id (TreeStep::content)
   part INTEGER NOT NULL,
+  origin BLOB NOT NULL,            -- the node whose ops carry it
   inode BLOB NOT NULL,
   piece BLOB NOT NULL,             -- an encoded manifest of the piece's refs
   PRIMARY KEY(content, part)
@@ -482,15 +483,34 @@ Status ApplyContent(sqlite3* db, const FileId& inode, const Manifest& manifest,
 
 // A piece of a content that a later kContentParts step of the same origin
 // commits. Holds no chunk reference until then.
-Status ApplyContentPart(sqlite3* db, const TreeStep& st) {
-  Stmt s(db, "INSERT OR REPLACE INTO content_parts(content, part, inode, piece) "
-             "VALUES(?1, ?2, ?3, ?4)");
+Status ApplyContentPart(sqlite3* db, const Op& op, const TreeStep& st) {
+  Stmt s(db, "INSERT OR REPLACE INTO content_parts(content, part, origin, inode, piece) "
+             "VALUES(?1, ?2, ?3, ?4, ?5)");
   DFS_RETURN_IF_ERROR(s.status("tree"));
   Bytes piece = st.manifest.Encode();
   s.Bind(1, IdSpan(st.content));
   s.Bind(2, static_cast<std::int64_t>(st.part));
-  s.Bind(3, IdSpan(st.inode));
-  s.Bind(4, ByteSpan(piece));
+  s.Bind(3, op.origin.bytes());
+  s.Bind(4, IdSpan(st.inode));
+  s.Bind(5, ByteSpan(piece));
+  return Done(s, "tree");
+}
+
+// A writer commits a content's pieces and its join as consecutive ops, so
+// pieces of `origin` for any other content are ones whose join never came
+// (the writer died or failed between them): dropped, the same on every
+// replica, as soon as the origin's next op applies.
+Status DropAbandonedPieces(sqlite3* db, const Op& op, const TreeOp& tree) {
+  FileId current;  // all zero: no pieced content in this op
+  for (const TreeStep& st : tree.steps) {
+    if (st.kind == TreeStep::Kind::kContentPart || st.kind == TreeStep::Kind::kContentParts) {
+      current = st.content;
+    }
+  }
+  Stmt s(db, "DELETE FROM content_parts WHERE origin = ?1 AND content != ?2");
+  DFS_RETURN_IF_ERROR(s.status("tree"));
+  s.Bind(1, op.origin.bytes());
+  s.Bind(2, IdSpan(current));
   return Done(s, "tree");
 }
 
@@ -575,6 +595,7 @@ bool LoserSuffix(std::string_view name, std::string_view* base, std::string_view
 Status CreateSchema(sqlite3* db) { return ExecSql(db, kSchema, "index database"); }
 
 Status Apply(sqlite3* db, const Op& op, const TreeOp& tree, const ChunkRefs& refs) {
+  DFS_RETURN_IF_ERROR(DropAbandonedPieces(db, op, tree));
   const auto wall = static_cast<std::int64_t>(op.time.wall_ns);
   for (std::size_t i = 0; i < tree.steps.size(); ++i) {
     const TreeStep& st = tree.steps[i];
@@ -597,7 +618,7 @@ Status Apply(sqlite3* db, const Op& op, const TreeOp& tree, const ChunkRefs& ref
         DFS_RETURN_IF_ERROR(ApplyContent(db, st.inode, st.manifest, st.mtime_ns, ord, refs));
         break;
       case TreeStep::Kind::kContentPart:
-        DFS_RETURN_IF_ERROR(ApplyContentPart(db, st));
+        DFS_RETURN_IF_ERROR(ApplyContentPart(db, op, st));
         continue;  // changes nothing a reader sees
       case TreeStep::Kind::kContentParts:
         DFS_RETURN_IF_ERROR(ApplyContentParts(db, st, ord, refs));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "core/file_server.h"
 #include "core/index.h"
@@ -171,6 +172,61 @@ TEST_F(PiecedContentTest, AJoinWithoutItsPiecesIsRefusedAndAppliesNothing) {
   auto back = Read(*b, "big");
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_TRUE(*back == big);
+}
+
+// Rows of content_parts in the index database at `path` (closed).
+std::int64_t PieceRows(const std::filesystem::path& path) {
+  sqlite3* db = nullptr;
+  std::int64_t rows = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM content_parts", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      rows = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return rows;
+}
+
+TEST_F(PiecedContentTest, PiecesWhoseJoinNeverCameAreDroppedByTheOriginsNextOp) {
+  auto a = Make("a", Tight(1));
+  Bytes big = testing::RandomBytes(2 << 20, 74);
+  ASSERT_TRUE(Put(*a, "big", big).ok());
+  std::vector<Op> pieced = OwnOps(*a);
+  ASSERT_GE(pieced.size(), 3u);
+  // What the writer's next op would have been had it died before the
+  // join: another change of the same origin, numbered right after the pieces.
+  auto a2 = Make("a2", Tight(1));
+  ASSERT_TRUE(Put(*a2, "small", testing::RandomBytes(100 << 10, 75)).ok());
+  std::vector<Op> next = OwnOps(*a2);
+  ASSERT_EQ(next.size(), 1u);
+  next[0].seq = pieced.size();  // the join's number
+
+  {
+    auto b = Make("b", Tight(2));
+    for (std::size_t i = 0; i + 1 < pieced.size(); ++i) {
+      auto r = b->ApplyRemoteOp(pieced[i]);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+    }
+    ASSERT_TRUE(b->Flush().ok());
+  }
+  EXPECT_EQ(PieceRows(dir_ / "b.db"), static_cast<std::int64_t>(pieced.size() - 1));
+  {
+    auto b = Make("b", Tight(2));  // reopened: its chunk store is new and empty
+    ASSERT_TRUE(testing::CopyChunks(a2->chunk_store(), b->chunk_store()).ok());
+    auto r = b->ApplyRemoteOp(next[0]);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_FALSE(*b->Has("big"));
+    auto back = Read(*b, "small");
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    ASSERT_TRUE(b->Flush().ok());
+  }
+  EXPECT_EQ(PieceRows(dir_ / "b.db"), 0);
+  // And a completed join leaves none either (checked on the writer).
+  a.reset();
+  EXPECT_EQ(PieceRows(dir_ / "a.db"), 0);
 }
 
 TEST_F(PiecedContentTest, AManifestPastTheLimitIsRefusedAndChangesNothing) {
