@@ -81,6 +81,14 @@ class PiecedContentTest : public ::testing::Test {
     return ops.ok() ? *ops : std::vector<Op>{};
   }
   static std::uint64_t Held(FileServer& fs) { return fs.Usage()->chunks; }
+  // Stores 2 MiB of `seed` as "big" on `fs` and returns its ops: pieces and a join.
+  static std::vector<Op> PutPieced(FileServer& fs, std::uint64_t seed, Bytes* data) {
+    *data = testing::RandomBytes(2 << 20, seed);
+    EXPECT_TRUE(Put(fs, "big", *data).ok());
+    std::vector<Op> ops = OwnOps(fs);
+    EXPECT_GE(ops.size(), 3u);
+    return ops;
+  }
 
   testing::TempDir dir_;
 };
@@ -149,9 +157,8 @@ TEST_F(PiecedContentTest, ALargeManifestTravelsInPiecesAndReadsBackOnAReplica) {
 
 TEST_F(PiecedContentTest, AJoinWithoutItsPiecesIsRefusedAndAppliesNothing) {
   auto a = Make("a", Tight(1));
-  Bytes big = testing::RandomBytes(2 << 20, 73);
-  ASSERT_TRUE(Put(*a, "big", big).ok());
-  std::vector<Op> ops = OwnOps(*a);
+  Bytes big;
+  std::vector<Op> ops = PutPieced(*a, 73, &big);
   ASSERT_GE(ops.size(), 3u);
   // A replica given the join in place of the first piece (same origin and
   // number, so the op log takes it) refuses it: a piece is missing.
@@ -192,9 +199,8 @@ std::int64_t PieceRows(const std::filesystem::path& path) {
 
 TEST_F(PiecedContentTest, PiecesWhoseJoinNeverCameAreDroppedByTheOriginsNextOp) {
   auto a = Make("a", Tight(1));
-  Bytes big = testing::RandomBytes(2 << 20, 74);
-  ASSERT_TRUE(Put(*a, "big", big).ok());
-  std::vector<Op> pieced = OwnOps(*a);
+  Bytes big;
+  std::vector<Op> pieced = PutPieced(*a, 74, &big);
   ASSERT_GE(pieced.size(), 3u);
   // What the writer's next op would have been had it died before the
   // join: another change of the same origin, numbered right after the pieces.
