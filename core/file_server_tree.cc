@@ -288,15 +288,16 @@ Status FileServer::ReadDir(const FileId& dir, std::uint64_t offset,
 
 Status FileServer::CommitTreeLocked(const TreeOp& op) {
   Bytes value = op.Encode();
-  // Op header, tree op header and one part step: well under this.
+  // Op header, tree op header, one part step and the manifest's own fixed
+  // bytes: well under this.
   constexpr std::size_t kPieceOverhead = 256;
   if (value.size() + kPieceOverhead <= options_.max_op_bytes ||
-      options_.max_op_bytes <= kPieceOverhead + 36) {
+      options_.max_op_bytes <= kPieceOverhead + Manifest::kRefBytes) {
     return CommitOpLocked(Op::Kind::kTree, std::string(), std::move(value));
   }
   // Too large for one op: each content's manifest goes ahead in pieces that
   // fit one op each, and this op names them (TreeStep::kContentParts).
-  const std::size_t per_piece = (options_.max_op_bytes - kPieceOverhead) / 36;
+  const std::size_t per_piece = (options_.max_op_bytes - kPieceOverhead) / Manifest::kRefBytes;
   TreeOp last = op;
   std::vector<TreeOp> pieces;
   for (TreeStep& st : last.steps) {
@@ -304,7 +305,8 @@ Status FileServer::CommitTreeLocked(const TreeOp& op) {
         st.manifest.chunks.size() <= per_piece) {
       continue;
     }
-    const std::size_t bytes = st.manifest.chunks.size() * 36;
+    const std::size_t bytes =
+        Manifest::kFixedBytes + st.manifest.chunks.size() * Manifest::kRefBytes;
     const std::size_t count = (st.manifest.chunks.size() + per_piece - 1) / per_piece;
     if (bytes > options_.max_manifest_bytes || count > kContentPartsMax) {
       return Status::FileTooLarge(fmt::format(

@@ -13,8 +13,9 @@ namespace {
 
 constexpr char kMagic[4] = {'D', 'F', 'S', 'M'};
 constexpr std::size_t kHeaderSize = 20;  // magic, version, flags, reserved, size, count
-constexpr std::size_t kEntrySize = ChunkId::kSize + 4;
+constexpr std::size_t kEntrySize = Manifest::kRefBytes;
 constexpr std::size_t kTrailerSize = 4;
+static_assert(kHeaderSize + kTrailerSize == Manifest::kFixedBytes);
 constexpr std::uint8_t kFlagInline = 1;  // one data entry, its sealed envelope before the trailer
 
 std::uint32_t Get32(const std::uint8_t* p) { return static_cast<std::uint32_t>(LoadLe(p, 4)); }

@@ -33,6 +33,9 @@ struct Manifest {
   static constexpr std::uint8_t kVersion = 1;
   static constexpr std::uint32_t kMaxChunkSize = 64u << 20;  // sanity bound on a decoded entry
   static constexpr std::uint32_t kMaxHoleSize = 0xffffffffu;  // a longer hole is several refs
+  // Encoded bytes per ref (chunk id and size) and of everything else.
+  static constexpr std::size_t kRefBytes = ChunkId::kSize + 4;
+  static constexpr std::size_t kFixedBytes = 24;
 
   // The largest content carried inline (plaintext bytes): a small file costs
   // no chunk file, no chunk replication and no reference count.
