@@ -12,12 +12,12 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include "core/file_server.h"
 #include "core/index.h"
 #include "core/memory_chunk_store.h"
 #include "core/namespace.h"
+#include "core/sqlite_util.h"
 #include "tests/test_util.h"
 
 namespace dfs::core {
@@ -81,13 +81,15 @@ class PiecedContentTest : public ::testing::Test {
     return ops.ok() ? *ops : std::vector<Op>{};
   }
   static std::uint64_t Held(FileServer& fs) { return fs.Usage()->chunks; }
-  // Stores 2 MiB of `seed` as "big" on `fs` and returns its ops: pieces and a join.
-  static std::vector<Op> PutPieced(FileServer& fs, std::uint64_t seed, Bytes* data) {
+  // Makes writer `a` (node 1) store 2 MiB of `seed` as "big"; returns its
+  // ops (pieces and a join) and, in *data, the bytes.
+  std::unique_ptr<FileServer> PiecedWriter(std::uint64_t seed, Bytes* data, std::vector<Op>* ops) {
+    auto a = Make("a", Tight(1));
     *data = testing::RandomBytes(2 << 20, seed);
-    EXPECT_TRUE(Put(fs, "big", *data).ok());
-    std::vector<Op> ops = OwnOps(fs);
-    EXPECT_GE(ops.size(), 3u);
-    return ops;
+    EXPECT_TRUE(Put(*a, "big", *data).ok());
+    *ops = OwnOps(*a);
+    EXPECT_GE(ops->size(), 3u);
+    return a;
   }
 
   testing::TempDir dir_;
@@ -156,9 +158,9 @@ TEST_F(PiecedContentTest, ALargeManifestTravelsInPiecesAndReadsBackOnAReplica) {
 }
 
 TEST_F(PiecedContentTest, AJoinWithoutItsPiecesIsRefusedAndAppliesNothing) {
-  auto a = Make("a", Tight(1));
   Bytes big;
-  std::vector<Op> ops = PutPieced(*a, 73, &big);
+  std::vector<Op> ops;
+  auto a = PiecedWriter(73, &big, &ops);
   ASSERT_GE(ops.size(), 3u);
   // A replica given the join in place of the first piece (same origin and
   // number, so the op log takes it) refuses it: a piece is missing.
@@ -181,26 +183,25 @@ TEST_F(PiecedContentTest, AJoinWithoutItsPiecesIsRefusedAndAppliesNothing) {
   EXPECT_TRUE(*back == big);
 }
 
-// Rows of content_parts in the index database at `path` (closed).
+// Rows of content_parts in the index database at `path` (closed); -1 on error.
 std::int64_t PieceRows(const std::filesystem::path& path) {
-  sqlite3* db = nullptr;
+  auto db = OpenSqlite(path, "index");
+  if (!db.ok()) return -1;
   std::int64_t rows = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM content_parts", -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      rows = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
+  {
+    Stmt s(*db, "SELECT count(*) FROM content_parts");
+    auto row = s.Step("count");
+    if (row.ok() && *row) rows = s.Int(0);
   }
-  sqlite3_close(db);
+  StmtCache::Drop(*db);
+  sqlite3_close(*db);
   return rows;
 }
 
 TEST_F(PiecedContentTest, PiecesWhoseJoinNeverCameAreDroppedByTheOriginsNextOp) {
-  auto a = Make("a", Tight(1));
   Bytes big;
-  std::vector<Op> pieced = PutPieced(*a, 74, &big);
+  std::vector<Op> pieced;
+  auto a = PiecedWriter(74, &big, &pieced);
   ASSERT_GE(pieced.size(), 3u);
   // What the writer's next op would have been had it died before the
   // join: another change of the same origin, numbered right after the pieces.
