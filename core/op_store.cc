@@ -74,11 +74,11 @@ Result<AcceptResult> OpStore::Accept(const SealedOp& op) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   DFS_RETURN_IF_ERROR(tx.Begin());
-  Stmt last(db_, "SELECT coalesce(max(seq), 0) FROM sealed_ops WHERE origin = ?1");
-  DFS_RETURN_IF_ERROR(last.status(kWhat));
-  last.Bind(1, op.origin.bytes());
-  DFS_ASSIGN_OR_RETURN(bool row, last.Step(kWhat));
-  std::uint64_t have = row ? static_cast<std::uint64_t>(last.Int(0)) : 0;
+  DFS_ASSIGN_OR_RETURN(
+      std::int64_t last,
+      QueryInt(db_, "SELECT coalesce(max(seq), 0) FROM sealed_ops WHERE origin = ?1",
+               op.origin.bytes(), kWhat));
+  auto have = static_cast<std::uint64_t>(last);
   if (op.seq <= have) return AcceptResult::kDuplicate;
   if (op.seq != have + 1) return AcceptResult::kGap;
   Stmt ins(db_, "INSERT INTO sealed_ops(origin, seq, blob) VALUES(?1, ?2, ?3)");

@@ -102,6 +102,19 @@ class Stmt {
   int rc_;
 };
 
+// Runs a query that yields one integer (a count, a maximum) with `arg` as
+// ?1, and resets it before returning: a statement left on its row keeps its
+// read transaction open past COMMIT, and then the write-ahead log can never
+// be checkpointed (it grew without bound, slowing every page lookup).
+inline Result<std::int64_t> QueryInt(sqlite3* db, const char* sql, ByteSpan arg,
+                                     std::string_view what) {
+  Stmt s(db, sql);
+  DFS_RETURN_IF_ERROR(s.status(what));
+  s.Bind(1, arg);
+  DFS_ASSIGN_OR_RETURN(bool row, s.Step(what));
+  return row ? s.Int(0) : 0;
+}
+
 // Rolls back unless committed.
 class Transaction {
  public:
@@ -138,6 +151,9 @@ inline Status ExecSql(sqlite3* db, const char* sql, std::string_view what) {
 
 // Opens (creating) a database in WAL mode with synchronous=FULL, so a commit
 // is durable when it returns; `what` names it in errors. The caller closes it.
+// The log is checkpointed every 1000 pages (SQLite's default) and, once a
+// checkpoint let it start over, cut back to 16 MiB if a large transaction
+// had grown it.
 inline Result<sqlite3*> OpenSqlite(const std::filesystem::path& path, std::string_view what) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
@@ -150,7 +166,8 @@ inline Result<sqlite3*> OpenSqlite(const std::filesystem::path& path, std::strin
   }
   sqlite3_busy_timeout(db, 10000);
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-4096"}) {
+                             "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-4096",
+                             "PRAGMA journal_size_limit=16777216"}) {
     Status s = ExecSql(db, pragma, what);
     if (!s.ok()) {
       sqlite3_close(db);
