@@ -152,7 +152,7 @@ inline Status ExecSql(sqlite3* db, const char* sql, std::string_view what) {
 // Opens (creating) a database in WAL mode with synchronous=FULL, so a commit
 // is durable when it returns; `what` names it in errors. The caller closes it.
 // The log is checkpointed every 1000 pages (SQLite's default) and, once a
-// checkpoint let it start over, cut back to 16 MiB if a large transaction
+// checkpoint let it start over, cut back to 32 MiB if a large transaction
 // had grown it.
 inline Result<sqlite3*> OpenSqlite(const std::filesystem::path& path, std::string_view what) {
   sqlite3* db = nullptr;
@@ -167,7 +167,7 @@ inline Result<sqlite3*> OpenSqlite(const std::filesystem::path& path, std::strin
   sqlite3_busy_timeout(db, 10000);
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
                              "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-4096",
-                             "PRAGMA journal_size_limit=16777216"}) {
+                             "PRAGMA journal_size_limit=33554432"}) {
     Status s = ExecSql(db, pragma, what);
     if (!s.ok()) {
       sqlite3_close(db);

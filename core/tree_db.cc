@@ -37,17 +37,28 @@ Status EnsureInode(sqlite3* db, const FileId& inode) {
   return Done(s, "tree");
 }
 
-// Last writer wins: sets register `col` if `ord` is after the one that set it.
-Status SetRegister(sqlite3* db, const FileId& inode, const char* col, std::int64_t value,
-                   ByteSpan ord) {
-  std::string sql = fmt::format(
-      "UPDATE inodes SET {0} = ?2, {0}_by = ?3 WHERE id = ?1 AND ({0}_by IS NULL OR {0}_by < ?3)",
-      col);
+// Every register of a row in one statement: rewriting the row (a b-tree
+// update) once instead of once per register. Each CASE reads the row as it
+// was, so the registers stay independent.
+Status SetRegisters(sqlite3* db, const FileId& inode, std::span<const Register> regs,
+                    ByteSpan ord) {
+  if (regs.empty()) return Status::Ok();
+  std::string sql = "UPDATE inodes SET ";
+  int arg = 3;
+  for (const Register& r : regs) {
+    if (arg > 3) sql += ", ";
+    fmt::format_to(std::back_inserter(sql),
+                   "{0} = CASE WHEN {0}_by IS NULL OR {0}_by < ?2 THEN ?{1} ELSE {0} END, "
+                   "{0}_by = CASE WHEN {0}_by IS NULL OR {0}_by < ?2 THEN ?2 ELSE {0}_by END",
+                   r.col, arg++);
+  }
+  sql += " WHERE id = ?1";
   Stmt s(db, sql.c_str());
   DFS_RETURN_IF_ERROR(s.status("tree"));
   s.Bind(1, IdSpan(inode));
-  s.Bind(2, value);
-  s.Bind(3, ord);
+  s.Bind(2, ord);
+  arg = 3;
+  for (const Register& r : regs) s.Bind(arg++, r.value);
   return Done(s, "tree");
 }
 
@@ -439,23 +450,25 @@ Status ApplyCreate(sqlite3* db, const TreeStep& st, ByteSpan ord) {
   s.Bind(4, NameSpan(st.node.symlink));
   s.Bind(5, static_cast<std::int64_t>(st.node.symlink.size()));
   DFS_RETURN_IF_ERROR(Done(s, "tree"));
-  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mode", st.node.mode, ord));
-  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "uid", st.node.uid, ord));
-  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "gid", st.node.gid, ord));
-  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "atime", st.time_ns, ord));
-  DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mtime", st.time_ns, ord));
+  const Register regs[] = {{"mode", st.node.mode},
+                           {"uid", st.node.uid},
+                           {"gid", st.node.gid},
+                           {"atime", st.time_ns},
+                           {"mtime", st.time_ns}};
+  DFS_RETURN_IF_ERROR(SetRegisters(db, st.inode, regs, ord));
   return BumpCtime(db, st.inode, st.time_ns);
 }
 
 Status ApplySetAttr(sqlite3* db, const TreeStep& st, ByteSpan ord) {
   DFS_RETURN_IF_ERROR(EnsureInode(db, st.inode));
   const AttrChange& a = st.attrs;
-  if (a.mode) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mode", *a.mode, ord));
-  if (a.uid) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "uid", *a.uid, ord));
-  if (a.gid) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "gid", *a.gid, ord));
-  if (a.atime_ns) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "atime", *a.atime_ns, ord));
-  if (a.mtime_ns) DFS_RETURN_IF_ERROR(SetRegister(db, st.inode, "mtime", *a.mtime_ns, ord));
-  return Status::Ok();
+  std::vector<Register> regs;
+  if (a.mode) regs.push_back({"mode", *a.mode});
+  if (a.uid) regs.push_back({"uid", *a.uid});
+  if (a.gid) regs.push_back({"gid", *a.gid});
+  if (a.atime_ns) regs.push_back({"atime", *a.atime_ns});
+  if (a.mtime_ns) regs.push_back({"mtime", *a.mtime_ns});
+  return SetRegisters(db, st.inode, regs, ord);
 }
 
 Status ApplyXattr(sqlite3* db, const TreeStep& st, ByteSpan ord) {

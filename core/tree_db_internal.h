@@ -3,6 +3,8 @@
 // pieced). Not part of the tree database's interface (core/tree_db.h).
 #pragma once
 
+#include <span>
+
 #include <sqlite3.h>
 
 #include <cstdint>
@@ -26,8 +28,18 @@ Status Done(Stmt& s, std::string_view what);
 // The inode's row, created (type 0) if it is not there yet.
 Status EnsureInode(sqlite3* db, const FileId& inode);
 // Last writer wins: sets register `col` if `ord` is after the one that set it.
-Status SetRegister(sqlite3* db, const FileId& inode, const char* col, std::int64_t value,
-                   ByteSpan ord);
+struct Register {
+  const char* col;
+  std::int64_t value;
+};
+// Each of `regs` as SetRegister would, in one UPDATE of the inode's row.
+Status SetRegisters(sqlite3* db, const FileId& inode, std::span<const Register> regs,
+                    ByteSpan ord);
+inline Status SetRegister(sqlite3* db, const FileId& inode, const char* col, std::int64_t value,
+                          ByteSpan ord) {
+  const Register one[] = {{col, value}};
+  return SetRegisters(db, inode, one, ord);
+}
 
 // Content steps (core/tree_db_content.cc).
 Status ApplyContent(sqlite3* db, const FileId& inode, const Manifest& manifest,
