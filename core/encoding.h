@@ -17,7 +17,8 @@ inline std::uint64_t LoadLe(const std::uint8_t* p, int bytes) {
   return v;
 }
 
-// CRC32C (Castagnoli), SSE4.2-accelerated through Crypto++.
+// CRC32C (Castagnoli), through Intel ISA-L (folding with carry-less
+// multiplies where the CPU has them).
 std::uint32_t Crc32c(const std::uint8_t* p, std::size_t n);
 
 }  // namespace dfs::core

@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libcrypto++-dev libfuse3-dev fuse3 libboost-dev libfmt-dev libspdlog-dev
-  libcli11-dev libsqlite3-dev nlohmann-json3-dev
+  libcli11-dev libsqlite3-dev nlohmann-json3-dev libisal-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   sqlite3 attr util-linux procps time iproute2
 )
