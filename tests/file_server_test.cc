@@ -14,6 +14,7 @@
 #include "core/disk_chunk_store.h"
 #include "core/memory_chunk_store.h"
 #include "core/op_replica.h"
+#include "tests/sync_counting_store.h"
 #include "tests/test_util.h"
 
 namespace dfs::core {
@@ -451,40 +452,6 @@ TEST(FileServerOpsTest, OpsLeaveTheNodeAndChunksGoOnlyOnceDurable) {
   EXPECT_EQ((*since)[1].seq, 3u);
   EXPECT_EQ(fs.Usage()->chunks, 0u);
 }
-
-// A store that counts the chunks put since its last Sync, and remembers how
-// many were unsynced when the index's log was synced (seen through the op
-// listener, which runs only after SyncLog).
-class SyncCountingStore final : public ChunkStore {
- public:
-  Status Put(const ChunkId& id, ByteSpan data) override {
-    ++unsynced;
-    return inner.Put(id, data);
-  }
-  using ChunkStore::Get;
-  Status Get(const ChunkId& id, Bytes* out, ReadCheck check) override {
-    return inner.Get(id, out, check);
-  }
-  Result<bool> Has(const ChunkId& id) override { return inner.Has(id); }
-  Status Remove(const ChunkId& id) override { return inner.Remove(id); }
-  Result<ChunkStat> Stat(const ChunkId& id) override { return inner.Stat(id); }
-  Result<bool> RemoveIfStoredBefore(const ChunkId& id,
-                                    std::chrono::system_clock::time_point cutoff) override {
-    return inner.RemoveIfStoredBefore(id, cutoff);
-  }
-  Status ForEach(const std::function<bool(const ChunkId&, std::uint64_t)>& fn) override {
-    return inner.ForEach(fn);
-  }
-  Result<StoreUsage> Usage() override { return inner.Usage(); }
-  Status Sync() override {
-    ++syncs;
-    unsynced = 0;
-    return inner.Sync();
-  }
-  MemoryChunkStore inner;
-  std::atomic<int> unsynced{0};
-  std::atomic<int> syncs{0};
-};
 
 TEST(FileServerOpsTest, ChunksAreSyncedByTheFlushThatMakesTheirOpDurable) {
   testing::TempDir dir;

@@ -8,6 +8,7 @@
 
 #include "core/memory_chunk_store.h"
 #include "core/placement.h"
+#include "tests/sync_counting_store.h"
 #include "tests/test_util.h"
 
 namespace dfs::core {
@@ -81,6 +82,33 @@ TEST(ReplicatedChunkStoreTest, ChunksLandOnTheirHoldersAndSurviveTheWriter) {
       EXPECT_EQ(out, testing::RandomBytes(2000, i));
     }
   }
+}
+
+// The writer's own copy becomes durable with Sync() (the FileServer's
+// Flush, before anything is acknowledged), not with a sync per chunk: that
+// halved a put through a node. Peers still hold their copies when Put
+// returns.
+TEST(ReplicatedChunkStoreTest, PutLeavesTheLocalSyncToSync) {
+  InMemoryNetwork net;
+  SyncCountingStore local;
+  MemoryChunkStore peer_store;
+  const NodeId self = testing::TestNodeId(1), peer = testing::TestNodeId(2);
+  net.Join(self, &local);
+  net.Join(peer, &peer_store);
+  auto view = net.ViewFor(self);
+  ReplicationOptions o;
+  o.replicas = 2;
+  ReplicatedChunkStore store(local, *view, o);
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    const ChunkId id = testing::TestChunkId(i);
+    ASSERT_TRUE(store.Put(id, testing::RandomBytes(1000, i)).ok());
+    EXPECT_TRUE(*peer_store.Has(id)) << "the peer's copy is there when Put returns";
+  }
+  EXPECT_EQ(local.syncs.load(), 0);
+  EXPECT_EQ(local.unsynced.load(), 5);
+  ASSERT_TRUE(store.Sync().ok());
+  EXPECT_EQ(local.syncs.load(), 1);
+  EXPECT_EQ(local.unsynced.load(), 0);
 }
 
 TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
