@@ -3,11 +3,10 @@
 // pieced). Not part of the tree database's interface (core/tree_db.h).
 #pragma once
 
-#include <span>
-
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "core/bytes.h"

@@ -38,6 +38,7 @@ dpkg-deb --info "$deb" > "$scratch/info"
 grep -q '^ Package: dfs' "$scratch/info"
 grep -q '^ Depends:.*fuse3' "$scratch/info" || fail "missing fuse3 dependency"
 grep -q '^ Depends:.*libcrypto++' "$scratch/info" || fail "missing libcrypto++ dependency"
+grep -q '^ Depends:.*libisal' "$scratch/info" || fail "missing libisal (CRC32C) dependency"
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/dfs/dfsd.conf ||
   fail "/etc/dfs/dfsd.conf is not a conffile"
 dpkg -x "$deb" "$root"
