@@ -30,6 +30,15 @@ class PeerNetwork {
   // or no answer by the deadline), kNoSpace, kIo.
   virtual Status PutChunk(const NodeId& to, const ChunkId& id, ByteSpan sealed,
                           std::chrono::milliseconds deadline) = 0;
+  // PutChunk to each of `to`, all at once where the network can (the
+  // default asks one after the other); each one's status, in order.
+  virtual std::vector<Status> PutChunkToAll(const std::vector<NodeId>& to, const ChunkId& id,
+                                            ByteSpan sealed, std::chrono::milliseconds deadline) {
+    std::vector<Status> out;
+    out.reserve(to.size());
+    for (const NodeId& n : to) out.push_back(PutChunk(n, id, sealed, deadline));
+    return out;
+  }
   // Fetches a sealed chunk from `from`. Errors: kNotFound, kUnavailable, kIo.
   virtual Status GetChunk(const NodeId& from, const ChunkId& id, Bytes* sealed,
                           std::chrono::milliseconds deadline) = 0;

@@ -28,13 +28,14 @@ Status ReplicatedChunkStore::Put(const ChunkId& id, ByteSpan data) {
   std::size_t quorum = WriteQuorum(options_.replicas, live.size());
   std::size_t copies = 1;  // ours
   Status last;
-  for (const NodeId& holder : Holders(id, live, options_.replicas)) {
-    if (holder == network_.self()) continue;
-    Status s = network_.PutChunk(holder, id, data, options_.deadline);
+  std::vector<NodeId> others = Holders(id, live, options_.replicas);
+  std::erase(others, network_.self());
+  // All holders at once: each answers only after its own sync.
+  for (Status& s : network_.PutChunkToAll(others, id, data, options_.deadline)) {
     if (s.ok()) {
       ++copies;
     } else {
-      last = s;
+      last = std::move(s);
     }
   }
   if (copies < quorum) {

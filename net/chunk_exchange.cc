@@ -173,13 +173,9 @@ std::vector<core::NodeId> MeshPeerNetwork::LiveMembers() {
   return fut.get();
 }
 
-core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
-                                   std::chrono::milliseconds deadline, core::Bytes* reply) {
-  struct Answer {
-    core::Status status;
-    core::Bytes payload = {};
-    std::string from = {};  // the peer's address
-  };
+std::future<MeshPeerNetwork::Answer> MeshPeerNetwork::Start(const core::NodeId& peer,
+                                                            Frame request,
+                                                            std::chrono::milliseconds deadline) {
   auto done = std::make_shared<std::promise<Answer>>();
   auto fut = done->get_future();
   asio::post(io_, [this, peer, request = std::move(request), deadline, done]() mutable {
@@ -212,11 +208,16 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
           }
         });
   });
+  return fut;
+}
+
+core::Status MeshPeerNetwork::Finish(std::future<Answer>& answer,
+                                     std::chrono::milliseconds deadline, core::Bytes* reply) {
   // A little beyond the request's own deadline, for the trip through the io thread.
-  if (fut.wait_for(deadline + std::chrono::seconds(1)) != std::future_status::ready) {
+  if (answer.wait_for(deadline + std::chrono::seconds(1)) != std::future_status::ready) {
     return core::Status::Unavailable("chunk request: no answer by the deadline");
   }
-  auto [status, payload, from] = fut.get();
+  auto [status, payload, from] = answer.get();
   if (!status.ok()) return status;
   // The answer: the chunk or the error's message, then a status code byte.
   if (payload.empty()) return core::Status::Io("empty chunk response");
@@ -230,15 +231,42 @@ core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
   return core::Status::Ok();
 }
 
-core::Status MeshPeerNetwork::PutChunk(const core::NodeId& to, const core::ChunkId& id,
-                                       core::ByteSpan sealed, std::chrono::milliseconds deadline) {
+core::Status MeshPeerNetwork::Call(const core::NodeId& peer, Frame request,
+                                   std::chrono::milliseconds deadline, core::Bytes* reply) {
+  std::future<Answer> answer = Start(peer, std::move(request), deadline);
+  return Finish(answer, deadline, reply);
+}
+
+namespace {
+
+Frame PutFrame(const core::ChunkId& id, core::ByteSpan sealed) {
   Frame f;
   f.type = FrameType::kChunkRequest;
   f.payload.reserve(1 + core::ChunkId::kSize + sealed.size());
   f.payload.push_back(kPut);
   f.payload.insert(f.payload.end(), id.bytes().begin(), id.bytes().end());
   f.payload.insert(f.payload.end(), sealed.begin(), sealed.end());
-  return Call(to, std::move(f), deadline, nullptr);
+  return f;
+}
+
+}  // namespace
+
+core::Status MeshPeerNetwork::PutChunk(const core::NodeId& to, const core::ChunkId& id,
+                                       core::ByteSpan sealed, std::chrono::milliseconds deadline) {
+  return Call(to, PutFrame(id, sealed), deadline, nullptr);
+}
+
+std::vector<core::Status> MeshPeerNetwork::PutChunkToAll(const std::vector<core::NodeId>& to,
+                                                         const core::ChunkId& id,
+                                                         core::ByteSpan sealed,
+                                                         std::chrono::milliseconds deadline) {
+  std::vector<std::future<Answer>> answers;
+  answers.reserve(to.size());
+  for (const core::NodeId& n : to) answers.push_back(Start(n, PutFrame(id, sealed), deadline));
+  std::vector<core::Status> out;
+  out.reserve(to.size());
+  for (std::future<Answer>& a : answers) out.push_back(Finish(a, deadline, nullptr));
+  return out;
 }
 
 core::Status MeshPeerNetwork::GetChunk(const core::NodeId& from, const core::ChunkId& id,

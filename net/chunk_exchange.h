@@ -22,6 +22,7 @@
 #include <utility>  // before Asio, for GCC 12
 
 #include <boost/asio/io_context.hpp>
+#include <future>
 #include <memory>
 
 #include "core/chunk_gc.h"
@@ -70,6 +71,10 @@ class MeshPeerNetwork final : public core::PeerNetwork, public core::GcPeers {
   std::vector<core::NodeId> LiveMembers() override;
   core::Status PutChunk(const core::NodeId& to, const core::ChunkId& id, core::ByteSpan sealed,
                         std::chrono::milliseconds deadline) override;
+  // Every request sent before the first answer is awaited.
+  std::vector<core::Status> PutChunkToAll(const std::vector<core::NodeId>& to,
+                                          const core::ChunkId& id, core::ByteSpan sealed,
+                                          std::chrono::milliseconds deadline) override;
   core::Status GetChunk(const core::NodeId& from, const core::ChunkId& id, core::Bytes* sealed,
                         std::chrono::milliseconds deadline) override;
   core::Result<bool> HasChunk(const core::NodeId& on, const core::ChunkId& id,
@@ -81,6 +86,18 @@ class MeshPeerNetwork final : public core::PeerNetwork, public core::GcPeers {
                                          const std::vector<core::ChunkId>& ids) override;
 
  private:
+  struct Answer {
+    core::Status status;
+    core::Bytes payload = {};
+    std::string from = {};  // the peer's address
+  };
+  // Sends `request` to `peer` through the io thread; the future holds its answer.
+  std::future<Answer> Start(const core::NodeId& peer, Frame request,
+                            std::chrono::milliseconds deadline);
+  // Waits for a started request's answer: the chunk (or nothing) in
+  // *reply, or the peer's error with its code.
+  static core::Status Finish(std::future<Answer>& answer, std::chrono::milliseconds deadline,
+                             core::Bytes* reply);
   core::Status Call(const core::NodeId& peer, Frame request, std::chrono::milliseconds deadline,
                     core::Bytes* reply);
 

@@ -118,6 +118,28 @@ TEST_F(ChunkExchangeTest, MissingEverywhereIsNotFound) {
   EXPECT_EQ(s.code(), core::ErrorCode::kNotFound) << s.ToString();
 }
 
+// A put to several holders at once: each holder stores it, and each
+// answer comes back in the order asked, a member without a connection as
+// kUnavailable without holding up the others.
+TEST_F(ChunkExchangeTest, PutToAllHoldersAnswersForEachInOrder) {
+  Build(3, 3);
+  const core::ChunkId id = testing::TestChunkId(7);
+  const core::Bytes data = testing::RandomBytes(2 << 20, 7);
+  std::vector<core::NodeId> to = {testing::TestNodeId(3), testing::TestNodeId(9),
+                                  testing::TestNodeId(2)};
+  std::vector<core::Status> got = nodes_[0]->network->PutChunkToAll(to, id, data, 5000ms);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_TRUE(got[0].ok()) << got[0].ToString();
+  EXPECT_EQ(got[1].code(), core::ErrorCode::kUnavailable) << got[1].ToString();
+  EXPECT_TRUE(got[2].ok()) << got[2].ToString();
+  for (std::size_t i : {std::size_t{1}, std::size_t{2}}) {
+    core::Bytes out;
+    ASSERT_TRUE(nodes_[i]->store.Get(id, &out).ok()) << "node " << i;
+    EXPECT_EQ(out, data);
+  }
+  EXPECT_FALSE(*nodes_[0]->store.Has(id)) << "the asker's own copy is not this call's business";
+}
+
 // The answer's last byte is its status: a chunk of any size (one byte
 // included) comes back whole, and a peer's error arrives with its code and
 // its message.
