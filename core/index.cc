@@ -85,6 +85,8 @@ Result<std::unique_ptr<Index>> Index::Open(const std::filesystem::path& path) {
   // 10,000 entries took 0.21 s with pread, 0.09 s mapped (the kernel reads
   // around each fault). Mapped pages are file pages the kernel can drop.
   DFS_RETURN_IF_ERROR(index->Exec("PRAGMA mmap_size=67108864"));
+  // Fewer, larger checkpoints than SQLite's 1000 pages: creating 10,000
+  // files took 3.5 s instead of 3.8 s (the log stays under 32 MiB either way).
   DFS_RETURN_IF_ERROR(index->Exec("PRAGMA wal_autocheckpoint=4000"));
   DFS_RETURN_IF_ERROR(index->Exec(kSchema));
   DFS_RETURN_IF_ERROR(treedb::CreateSchema(db));

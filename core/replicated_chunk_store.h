@@ -5,9 +5,9 @@
 //        Sync, which whoever acknowledges the write runs first: the
 //        FileServer's Flush), then on the chunk's holders, all at once —
 //        the first `replicas` live members by rendezvous hashing, each of
-//        which syncs before it answers — and succeeds once a write quorum of copies
-//        exists (WriteQuorum: 2, or 1 when this node is alone). Fewer
-//        copies: kUnavailable, naming how many were made.
+//        which syncs before it answers — and succeeds once a write quorum
+//        of copies exists (WriteQuorum: 2, or 1 when this node is alone).
+//        Fewer copies: kUnavailable, naming how many were made.
 //   Get  reads the local copy; if it is missing or corrupt, asks the
 //        holders in rank order, then every other live member. With
 //        ReadCheck::kChecksum every copy (local, cached, fetched) must pass

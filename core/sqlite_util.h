@@ -151,9 +151,9 @@ inline Status ExecSql(sqlite3* db, const char* sql, std::string_view what) {
 
 // Opens (creating) a database in WAL mode with synchronous=FULL, so a commit
 // is durable when it returns; `what` names it in errors. The caller closes it.
-// The log is checkpointed every 1000 pages (SQLite's default) and, once a
-// checkpoint let it start over, cut back to 32 MiB if a large transaction
-// had grown it.
+// The log is checkpointed every 1000 pages (SQLite's default, which a
+// database may raise) and, once a checkpoint let it start over, cut back to
+// 32 MiB if a large transaction had grown it.
 inline Result<sqlite3*> OpenSqlite(const std::filesystem::path& path, std::string_view what) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
