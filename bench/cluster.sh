@@ -52,6 +52,18 @@ wait_mesh() {
   echo "the mesh did not form" >&2; exit 1
 }
 timed() { local t0; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
+# CPU seconds (user + system, all threads) a process has used so far.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+nodes_cpu() { local t=0 n; for n in a b c; do t=$(awk -v a="$t" -v b="$(cpu_of "${pid[$n]}")" 'BEGIN {print a + b}'); done; echo "$t"; }
+# Times a get as `timed` does and sets cpu_s to the CPU seconds it cost:
+# every node's plus the dfs client's own (what /usr/bin/time reports).
+timed_get() {
+  local c0 t0 tf; c0=$(nodes_cpu); tf=$(mktemp); t0=$(now)
+  /usr/bin/time -f "%U %S" -o "$tf" "$DFS" --data "$work/$1" get big - >/dev/null
+  wall_s=$(secs "$t0" "$(now)")
+  cpu_s=$(awk -v c0="$c0" -v c1="$(nodes_cpu)" '{printf "%.2f", c1 - c0 + $1 + $2}' "$tf")
+  rm -f "$tf"
+}
 
 loop_s=$("$LOOP" "$work/in.bin" | awk '{print $1}')
 
@@ -63,10 +75,10 @@ for r in 1 3; do
   sync
   put[$r]=$(timed "$DFS" --data "$work/a" put big "$work/in.bin")
   if [ "$r" = 3 ]; then
-    local_get=$(timed "$DFS" --data "$work/a" get big -)
+    timed_get a; local_get=$wall_s; local_cpu=$cpu_s
     # Node c loses its chunks (not its index): every chunk comes from peers.
     stop c; rm -rf "$work/c/chunks"; start c 4603 3 127.0.0.1:4601; wait_mesh
-    peer_get=$(timed "$DFS" --data "$work/c" get big -)
+    timed_get c; peer_get=$wall_s; peer_cpu=$cpu_s
     "$DFS" --data "$work/c" get big "$work/out.bin" >/dev/null
     cmp -s "$work/in.bin" "$work/out.bin" || { echo "bytes differ!" >&2; exit 1; }
     rm -f "$work/out.bin"
@@ -76,13 +88,19 @@ for r in 1 3; do
 done
 
 awk -v mib="$SIZE_MIB" -v loop="$loop_s" -v p1="${put[1]}" -v p3="${put[3]}" \
-    -v lg="$local_get" -v pg="$peer_get" 'BEGIN {
+    -v lg="$local_get" -v pg="$peer_get" -v lc="$local_cpu" -v pc="$peer_cpu" \
+    -v cores="$(nproc)" 'BEGIN {
   printf "%-36s %9s %9s %s\n", "operation (" mib " MiB, 3 local nodes)", "seconds", "MiB/s", "ratio"
   printf "%-36s %9.2f %9.0f %s\n", "raw loopback TCP copy", loop, mib/loop, "1.00 (baseline)"
   printf "%-36s %9.2f %9.0f %.2fx loopback\n", "put, R = 1", p1, mib/p1, loop/p1
   printf "%-36s %9.2f %9.0f %.2fx loopback, %.2fx put R = 1\n", "put, R = 3", p3, mib/p3, loop/p3, p1/p3
   printf "%-36s %9.2f %9.0f %.2fx loopback\n", "get, every chunk local", lg, mib/lg, loop/lg
   printf "%-36s %9.2f %9.0f %.2fx loopback, %.2fx local get\n", "get, every chunk from peers", pg, mib/pg, loop/pg, lg/pg
+  # With every core busy a get cannot take less than its CPU time / cores:
+  # the best ratio this CPU cost allows, whatever the scheduling.
+  best = pc / cores > lg ? lg / (pc / cores) : 1
+  printf "CPU seconds (all nodes + client): local get %.2f, peer get %.2f (%.2fx);\n", lc, pc, pc / lc
+  printf "  on %d cores the peer get takes at least %.2f s: at best %.2fx local get\n", cores, pc / cores, best
 }'
 printf "peak RSS (MiB):  R=1: a %s, b %s, c %s   R=3: a %s, b %s, c %s (c restarted before its get)\n" \
   "${rss[1a]}" "${rss[1b]}" "${rss[1c]}" "${rss[3a]}" "${rss[3b]}" "${rss[3c]}"

@@ -45,38 +45,89 @@ Status ReplicatedChunkStore::Put(const ChunkId& id, ByteSpan data) {
   return Status::Ok();
 }
 
-Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
-  // kCallerAuthenticates: the caller opens the chunk anyway (and asks again
-  // with kChecksum if it fails), so copies are not verified twice.
-  const bool verify = verify_ && check == ReadCheck::kChecksum;
+namespace {
+
+// Where the local copy's failure sends a read to the cache and the peers.
+bool TryElsewhere(const Status& local) {
+  return local.code() == ErrorCode::kNotFound || local.code() == ErrorCode::kCorrupt;
+}
+
+}  // namespace
+
+Status ReplicatedChunkStore::GetLocal(const ChunkId& id, Bytes* out, ReadCheck check,
+                                      bool verify) {
   Status local = local_.Get(id, out, check);
   if (local.ok() && verify && !verify_(id, *out).ok()) {
     local = Status::Corrupt(fmt::format("chunk {}: the local copy fails verification", id.ToHex()));
   }
-  if (local.ok()) return local;
-  if (local.code() != ErrorCode::kNotFound && local.code() != ErrorCode::kCorrupt) return local;
-  if (FromCache(id, out)) {
-    if (!verify || verify_(id, *out).ok()) return Status::Ok();
+  return local;
+}
+
+Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check) {
+  // kCallerAuthenticates: the caller opens the chunk anyway (and asks again
+  // with kChecksum if it fails), so copies are not verified twice.
+  const bool verify = verify_ && check == ReadCheck::kChecksum;
+  Status local = GetLocal(id, out, check, verify);
+  if (local.ok() || !TryElsewhere(local)) return local;
+  std::shared_ptr<const Bytes> got;
+  Status s = Fetch(id, verify, local, &got);
+  if (!s.ok()) {
+    out->clear();
+    return s;
+  }
+  *out = *got;
+  return Status::Ok();
+}
+
+Status ReplicatedChunkStore::View(const ChunkId& id, ReadCheck check, ReadHint hint,
+                                  Bytes* scratch, const std::function<Status(ByteSpan)>& use) {
+  const bool verify = verify_ && check == ReadCheck::kChecksum;
+  Status local;
+  if (verify) {
+    local = GetLocal(id, scratch, check, verify);
+    if (local.ok()) return use(*scratch);
+  } else {
+    bool used = false;
+    local = local_.View(id, check, hint, scratch, [&](ByteSpan bytes) {
+      used = true;
+      return use(bytes);
+    });
+    if (used) return local;
+  }
+  if (!TryElsewhere(local)) return local;
+  // A fetched chunk is used where it landed, shared with the cache: no copy.
+  std::shared_ptr<const Bytes> got;
+  DFS_RETURN_IF_ERROR(Fetch(id, verify, local, &got));
+  return use(*got);
+}
+
+Status ReplicatedChunkStore::Fetch(const ChunkId& id, bool verify, const Status& local,
+                                   std::shared_ptr<const Bytes>* got) {
+  if (std::shared_ptr<const Bytes> hit = FromCache(id)) {
+    if (!verify || verify_(id, *hit).ok()) {
+      *got = std::move(hit);
+      return Status::Ok();
+    }
     DropFromCache(id);
   }
-
   std::vector<NodeId> live = network_.LiveMembers();
   std::vector<NodeId> order = RankNodes(id, live);  // holders first, then everyone else
   Status last = local;
   for (const NodeId& peer : order) {
     if (peer == network_.self()) continue;
-    Status s = network_.GetChunk(peer, id, out, options_.deadline);
-    if (s.ok() && verify) s = verify_(id, *out);
+    Bytes bytes;
+    Status s = network_.GetChunk(peer, id, &bytes, options_.deadline);
+    if (s.ok() && verify) s = verify_(id, bytes);
     if (s.ok()) {
       if (local.code() == ErrorCode::kCorrupt && verify) {
-        (void)ReplaceChunk(local_, id, *out);  // heal our copy; a failure leaves it as it was
+        (void)ReplaceChunk(local_, id, bytes);  // heal our copy; a failure leaves it as it was
       }
-      ToCache(id, *out);
+      *got = std::make_shared<const Bytes>(std::move(bytes));
+      ToCache(id, *got);
       return Status::Ok();
     }
     last = s;
   }
-  out->clear();
   if (last.code() == ErrorCode::kNotFound || last.code() == ErrorCode::kUnavailable) {
     return Status::NotFound(fmt::format("chunk {} not found on this node or {} live peer(s)",
                                         id.ToHex(), order.size() > 0 ? order.size() - 1 : 0));
@@ -84,49 +135,33 @@ Status ReplicatedChunkStore::Get(const ChunkId& id, Bytes* out, ReadCheck check)
   return last;
 }
 
-Status ReplicatedChunkStore::View(const ChunkId& id, ReadCheck check, ReadHint hint,
-                                  Bytes* scratch, const std::function<Status(ByteSpan)>& use) {
-  if (!(verify_ && check == ReadCheck::kChecksum)) {
-    bool used = false;
-    Status local = local_.View(id, check, hint, scratch, [&](ByteSpan bytes) {
-      used = true;
-      return use(bytes);
-    });
-    if (used) return local;
-    if (local.code() != ErrorCode::kNotFound && local.code() != ErrorCode::kCorrupt) return local;
-  }
-  DFS_RETURN_IF_ERROR(Get(id, scratch, check));
-  return use(*scratch);
-}
-
 void ReplicatedChunkStore::DropFromCache(const ChunkId& id) {
   std::lock_guard lock(cache_mu_);
   auto it = index_.find(id);
   if (it == index_.end()) return;
-  cached_ -= it->second->second.size();
+  cached_ -= it->second->second->size();
   lru_.erase(it->second);
   index_.erase(it);
 }
 
-bool ReplicatedChunkStore::FromCache(const ChunkId& id, Bytes* out) {
+std::shared_ptr<const Bytes> ReplicatedChunkStore::FromCache(const ChunkId& id) {
   std::lock_guard lock(cache_mu_);
   auto it = index_.find(id);
-  if (it == index_.end()) return false;
+  if (it == index_.end()) return nullptr;
   lru_.splice(lru_.begin(), lru_, it->second);
-  *out = it->second->second;
-  return true;
+  return it->second->second;
 }
 
-void ReplicatedChunkStore::ToCache(const ChunkId& id, const Bytes& data) {
-  if (data.size() > options_.cache_bytes) return;
+void ReplicatedChunkStore::ToCache(const ChunkId& id, std::shared_ptr<const Bytes> data) {
+  if (data->size() > options_.cache_bytes) return;
   std::lock_guard lock(cache_mu_);
   if (index_.count(id) > 0) return;
-  lru_.emplace_front(id, data);
+  cached_ += data->size();
+  lru_.emplace_front(id, std::move(data));
   index_[id] = lru_.begin();
-  cached_ += data.size();
   while (cached_ > options_.cache_bytes) {
     auto& [old_id, old_data] = lru_.back();
-    cached_ -= old_data.size();
+    cached_ -= old_data->size();
     index_.erase(old_id);
     lru_.pop_back();
   }

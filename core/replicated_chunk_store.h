@@ -76,8 +76,17 @@ class ReplicatedChunkStore final : public ChunkStore {
   std::size_t cached_bytes();
 
  private:
-  bool FromCache(const ChunkId& id, Bytes* out);
-  void ToCache(const ChunkId& id, const Bytes& data);
+  // This node's copy; kCorrupt when `verify` and it fails the verifier.
+  Status GetLocal(const ChunkId& id, Bytes* out, ReadCheck check, bool verify);
+  // The chunk from the cache or else from peers (holders first), verified
+  // when `verify`; `local` is why this node's copy did not do (a corrupt
+  // one is replaced by the good copy).
+  Status Fetch(const ChunkId& id, bool verify, const Status& local,
+               std::shared_ptr<const Bytes>* got);
+  // Cached chunks are shared, never copied: a reader holds its chunk even
+  // after the cache lets it go.
+  std::shared_ptr<const Bytes> FromCache(const ChunkId& id);
+  void ToCache(const ChunkId& id, std::shared_ptr<const Bytes> data);
   void DropFromCache(const ChunkId& id);
 
   std::unique_ptr<ChunkStore> owned_;
@@ -87,8 +96,9 @@ class ReplicatedChunkStore final : public ChunkStore {
   Verifier verify_;
 
   std::mutex cache_mu_;
-  std::list<std::pair<ChunkId, Bytes>> lru_;  // most recent first
-  std::unordered_map<ChunkId, std::list<std::pair<ChunkId, Bytes>>::iterator, ChunkIdHash> index_;
+  using Entry = std::pair<ChunkId, std::shared_ptr<const Bytes>>;
+  std::list<Entry> lru_;  // most recent first
+  std::unordered_map<ChunkId, std::list<Entry>::iterator, ChunkIdHash> index_;
   std::size_t cached_ = 0;
 };
 
