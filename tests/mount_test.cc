@@ -92,6 +92,42 @@ TEST_F(MountTest, KeysReadBackThroughTheMountAndSigtermUnmounts) {
   EXPECT_FALSE(Mounted(mnt_));
 }
 
+// A mount whose node dies at once (kill -9) never hangs its callers: the
+// kernel fails every call on it with ENOTCONN until it is unmounted, and
+// with -o auto_unmount it is unmounted by itself.
+TEST_F(MountTest, ACrashedMountFailsCallersAtOnceAndAutoUnmountRemovesIt) {
+  std::vector<std::string> argv = MountArgs("m");
+  argv.insert(argv.end(), {"-f", "-o", "auto_unmount"});
+  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
+  pids_.push_back(pid);
+  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  testing::WriteFile(mnt_ / "kept", core::Bytes(1000, 7));
+  testing::Stop(pid, SIGKILL);
+  pids_.clear();
+  EXPECT_TRUE(WaitFor([&] { return !Mounted(mnt_); }, std::chrono::seconds(10)))
+      << "-o auto_unmount left the mount of a killed node behind";
+
+  // Without auto_unmount the mount stays until unmounted, and fails fast.
+  argv = MountArgs("m");
+  argv.push_back("-f");
+  pid = testing::Spawn(argv, (dir_ / "mount2.log").string());
+  pids_.push_back(pid);
+  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount2.log");
+  EXPECT_EQ(Slurp(mnt_ / "kept"), std::string(1000, 7)) << "the closed file outlived the kill";
+  testing::Stop(pid, SIGKILL);
+  pids_.clear();
+  ASSERT_TRUE(Mounted(mnt_));
+  // In a child under `timeout`: a hung call would hang this test otherwise.
+  auto t0 = std::chrono::steady_clock::now();
+  testing::RunResult stat = testing::Run({"/usr/bin/timeout", "20", "/usr/bin/stat", (mnt_ / "kept").string()});
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(stat.exit_code, 1) << stat.err << " (124: the call hung)";
+  EXPECT_NE(stat.err.find("Transport endpoint is not connected"), std::string::npos) << stat.err;
+  EXPECT_LT(took, 5.0) << "stat on the dead mount took " << took << " s";
+  EXPECT_EQ(testing::Run({"/bin/fusermount3", "-uz", mnt_.string()}).exit_code, 0);
+  EXPECT_FALSE(Mounted(mnt_));
+}
+
 // What a shell's `echo x > new` costs in the replicated log: the create and
 // the content, two ops per file; O_TRUNC on a file just made adds none (it
 // used to add a third). Rewriting an existing file with O_TRUNC commits its
