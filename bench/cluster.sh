@@ -51,6 +51,25 @@ wait_mesh() {
   done
   echo "the mesh did not form" >&2; exit 1
 }
+# A node's repair loop is idle once a pass ran and made every copy. A pass
+# copies every chunk a member lacks: one running during a timed put or get
+# would compete with it (a restarted node without chunks is sent them all).
+repair_idle() {
+  "$DFS" --data "$work/$1" status --json | awk '
+    /"repair": \{/ {r = 1}
+    r && /"passes":/ {p = $2 + 0}
+    r && /"running": true/ {run = 1}
+    r && /"last_failed":/ {f = $2 + 0}
+    r && /^  \}/ {r = 0}
+    END {exit !(p >= 1 && !run && f == 0)}'
+}
+wait_repaired() {
+  for _ in $(seq 1200); do
+    repair_idle a && repair_idle b && repair_idle c && return
+    sleep 0.1
+  done
+  echo "the repair passes did not settle" >&2; exit 1
+}
 timed() { local t0; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
 # CPU seconds (user + system, all threads) a process has used so far.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
@@ -71,14 +90,20 @@ declare -A put rss
 for r in 1 3; do
   rm -rf "$work/a" "$work/b" "$work/c"
   start a 4601 "$r"; start b 4602 "$r" 127.0.0.1:4601; start c 4603 "$r" 127.0.0.1:4601
-  wait_mesh
+  wait_mesh; wait_repaired
   sync
   put[$r]=$(timed "$DFS" --data "$work/a" put big "$work/in.bin")
   if [ "$r" = 3 ]; then
+    wait_repaired
     timed_get a; local_get=$wall_s; local_cpu=$cpu_s
     # Node c loses its chunks (not its index): every chunk comes from peers.
     stop c; rm -rf "$work/c/chunks"; start c 4603 3 127.0.0.1:4601; wait_mesh
+    # c's first pass (over no chunks) done; a and b knew c before: no pass
+    # of theirs refills it, so every chunk of this get comes from them.
+    wait_repaired
     timed_get c; peer_get=$wall_s; peer_cpu=$cpu_s
+    held=$("$DFS" --data "$work/c" status --json | awk '/^  "chunks":/ {print $2 + 0}')
+    [ "$held" = 0 ] || echo "warning: c held $held chunks after its get (not all from peers)" >&2
     "$DFS" --data "$work/c" get big "$work/out.bin" >/dev/null
     cmp -s "$work/in.bin" "$work/out.bin" || { echo "bytes differ!" >&2; exit 1; }
     rm -f "$work/out.bin"

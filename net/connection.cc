@@ -107,6 +107,8 @@ asio::awaitable<void> Connection::Run() {
   if (closed_) co_return;
   established_ = true;
   decoder_.set_handshake_only(false);
+  decoder_.set_payload_sink(
+      [this](const Frame& header, std::size_t length) { return StreamSink(header, length); });
   if (unread_.empty()) read_buf_.resize(kReadBuffer);  // else grown at the next read
   last_heard_ = std::chrono::steady_clock::now();
   for (auto& h : on_established_) h(*this);
@@ -121,6 +123,18 @@ asio::awaitable<std::error_code> Connection::ReadFrame(Frame* out) {
       std::optional<Frame> frame;
       std::error_code ec = decoder_.Feed(&unread_, &frame);
       if (ec) co_return ec;
+      if (frame) {
+        *out = std::move(*frame);
+        co_return std::error_code();
+      }
+      continue;
+    }
+    // The rest of a stream piece is read straight into its stream's buffer.
+    if (MutableByteSpan direct = decoder_.SinkSpace(); !direct.empty()) {
+      std::size_t n = co_await socket_.async_read_some(asio::buffer(direct.data(), direct.size()),
+                                                       asio::use_awaitable);
+      std::optional<Frame> frame;
+      decoder_.Filled(n, &frame);
       if (frame) {
         *out = std::move(*frame);
         co_return std::error_code();
@@ -179,13 +193,18 @@ asio::awaitable<void> Connection::Reader() {
   for (;;) {
     Frame frame;
     std::error_code ec = co_await ReadFrame(&frame);
-    if (!ec) ec = opener_->Open(&frame);
+    MutableByteSpan sunk = std::exchange(sunk_, {});
+    if (!ec) ec = sunk.empty() ? opener_->Open(&frame) : opener_->Open(frame, sunk);
     if (ec) {
       Close(ec);
       co_return;
     }
     last_heard_ = std::chrono::steady_clock::now();
-    Dispatch(std::move(frame));
+    if (sunk.empty()) {
+      Dispatch(std::move(frame));
+    } else {
+      OnStreamPiece(frame.request_id, sunk.size() - kSealOverhead);
+    }
     if (closed_) co_return;
   }
 }
@@ -368,7 +387,7 @@ void Connection::Grant(std::uint64_t id) {
   if (it == in_streams_.end()) return;
   InStream& s = it->second;
   if (!s.admitted || s.granted >= s.total) return;
-  std::size_t outstanding = s.granted - s.data.size();
+  std::size_t outstanding = s.granted - s.filled;
   if (outstanding > options_.stream_window / 2) return;
   std::size_t more = std::min(options_.stream_window - outstanding, s.total - s.granted);
   s.granted += more;
@@ -390,9 +409,27 @@ void Connection::AdmitWaiting() {
     it->second.admitted = true;
     in_memory_ += it->second.total;
     in_memory_peak_ = std::max(in_memory_peak_, in_memory_);
-    it->second.data.reserve(it->second.total);
+    it->second.data.resize(it->second.total + kSealOverhead);
     Grant(it->first);
   }
+}
+
+MutableByteSpan Connection::StreamSink(const Frame& header, std::size_t length) {
+  if (header.type != FrameType::kStreamData || length < kSealOverhead) return {};
+  auto it = in_streams_.find(header.request_id);
+  if (it == in_streams_.end()) return {};
+  InStream& s = it->second;
+  // Beyond the credit (a violation) or not admitted: OnStreamFrame says so.
+  if (!s.admitted || s.filled + length - kSealOverhead > s.granted) return {};
+  sunk_ = MutableByteSpan(s.data.data() + s.filled, length);  // granted <= total: it fits
+  return sunk_;
+}
+
+void Connection::OnStreamPiece(std::uint64_t id, std::size_t length) {
+  auto it = in_streams_.find(id);
+  if (it == in_streams_.end()) return;
+  it->second.filled += length;
+  Grant(id);
 }
 
 void Connection::OnStreamFrame(Frame frame) {
@@ -431,17 +468,20 @@ void Connection::OnStreamFrame(Frame frame) {
       auto it = in_streams_.find(id);
       if (it == in_streams_.end()) return;  // cancelled: late pieces are dropped
       InStream& s = it->second;
-      if (!s.admitted || s.data.size() + p.size() > s.granted) {
+      if (!s.admitted || s.filled + p.size() > s.granted) {
         return violation("stream data beyond the credit granted");
       }
-      s.data.insert(s.data.end(), p.begin(), p.end());
-      Grant(id);
+      std::copy(p.begin(), p.end(), s.data.begin() + static_cast<std::ptrdiff_t>(s.filled));
+      OnStreamPiece(id, p.size());
       return;
     }
     case FrameType::kStreamClose: {
       auto it = in_streams_.find(id);
       if (it == in_streams_.end()) return;
-      if (it->second.data.size() != it->second.total) return violation("stream closed short");
+      if (!it->second.admitted || it->second.filled != it->second.total) {
+        return violation("stream closed short");
+      }
+      it->second.data.resize(it->second.total);  // drops the room for a tag; no copy
       Frame whole{it->second.type, it->second.flags, it->second.request_id, std::move(it->second.data)};
       in_memory_ -= it->second.total;
       in_streams_.erase(it);

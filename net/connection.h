@@ -125,6 +125,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool NextStreamPiece(Frame* out, ByteSpan* piece);
   void CancelOutStream(std::uint64_t id, const std::string& why, bool tell_peer);
   void OnStreamFrame(Frame frame);
+  // Where a StreamData frame's payload lands: in its stream's buffer, at the
+  // end of what arrived, when the stream is admitted and the piece is
+  // within its credit (decoded, opened and reassembled there: no copy).
+  MutableByteSpan StreamSink(const Frame& header, std::size_t length);
+  // A piece of `length` bytes was opened in place at the end of stream `id`.
+  void OnStreamPiece(std::uint64_t id, std::size_t length);
   void AdmitWaiting();
   void Grant(std::uint64_t id);
   void CancelInStream(std::uint64_t id, const std::string& why);
@@ -140,7 +146,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::uint64_t request_id = 0;
     std::size_t total = 0;
     std::size_t granted = 0;
+    std::size_t filled = 0;  // bytes of the payload arrived
     bool admitted = false;
+    // Once admitted: total + kSealOverhead bytes, so that a piece and its
+    // tag land at `filled` (the next piece overwrites the tag).
     Bytes data;
   };
 
@@ -156,6 +165,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionOptions options_;
   std::string peer_;
   FrameDecoder decoder_;
+  MutableByteSpan sunk_;  // where the frame being read lands, when in a stream
   Bytes read_buf_;
   ByteSpan unread_;
   std::optional<FrameSealer> sealer_;

@@ -81,34 +81,53 @@ std::error_code FrameDecoder::Feed(ByteSpan* data, std::optional<Frame>* out) {
           frame_.type != FrameType::kHelloReply && frame_.type != FrameType::kHelloFinish) {
         return error_ = NetError::kHandshakeFailed;
       }
-      // Grow with the bytes that actually arrive: a peer that declares 4 MiB
-      // and sends nothing costs nothing.
-      payload_ = Bytes();
-      payload_.reserve(std::min<std::size_t>(len, 64 << 10));
       expected_ = len;
       payload_fill_ = 0;
       in_payload_ = true;
+      sunk_ = {};
+      if (sink_ && len > 0) {
+        sunk_ = sink_(frame_, len);
+        if (sunk_.size() != len) sunk_ = {};
+      }
+      // Grow with the bytes that actually arrive: a peer that declares 4 MiB
+      // and sends nothing costs nothing.
+      payload_ = Bytes();
+      if (sunk_.empty()) payload_.reserve(std::min<std::size_t>(len, 64 << 10));
     }
     std::size_t n = std::min(expected_ - payload_fill_, data->size());
-    if (n > 0) {
+    if (n > 0 && !sunk_.empty()) {
+      std::memcpy(sunk_.data() + payload_fill_, data->data(), n);
+    } else if (n > 0) {
       std::size_t at = payload_.size();
       payload_.resize(at + n);
       std::memcpy(payload_.data() + at, data->data(), n);
     }
-    payload_fill_ += n;
     *data = data->subspan(n);
-    if (payload_fill_ == expected_) {
-      frame_.payload = std::move(payload_);
-      payload_ = Bytes();
-      *out = std::move(frame_);
-      frame_ = Frame();
-      header_fill_ = 0;
-      payload_fill_ = 0;
-      in_payload_ = false;
-      return {};
-    }
+    Filled(n, out);
+    if (*out) return {};
   }
   return {};
+}
+
+MutableByteSpan FrameDecoder::SinkSpace() const {
+  if (!in_payload_ || sunk_.empty()) return {};
+  return sunk_.subspan(payload_fill_);
+}
+
+void FrameDecoder::Filled(std::size_t n, std::optional<Frame>* out) {
+  payload_fill_ += n;
+  if (payload_fill_ == expected_) Complete(out);
+}
+
+void FrameDecoder::Complete(std::optional<Frame>* out) {
+  frame_.payload = std::move(payload_);
+  payload_ = Bytes();
+  *out = std::move(frame_);
+  frame_ = Frame();
+  header_fill_ = 0;
+  payload_fill_ = 0;
+  in_payload_ = false;
+  sunk_ = {};
 }
 
 }  // namespace dfs::net

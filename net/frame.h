@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <system_error>
 
@@ -28,6 +29,7 @@ namespace dfs::net {
 
 using core::ByteSpan;
 using core::Bytes;
+using core::MutableByteSpan;
 
 enum class FrameType : std::uint8_t {
   kHello = 1,          // handshake message 1 (initiator -> responder), clear
@@ -85,6 +87,20 @@ class FrameDecoder {
   // later call returns the same error.
   std::error_code Feed(ByteSpan* data, std::optional<Frame>* out);
 
+  // Lets a payload land straight in the caller's memory instead of the
+  // decoder's buffer (no copy): once a header is valid, `sink` is given it
+  // (type, flags, request id) and the payload's length, and returns a span
+  // of exactly that length or an empty span (then the decoder keeps it).
+  // A frame that landed in a sink comes out with an empty payload.
+  using PayloadSink = std::function<MutableByteSpan(const Frame& header, std::size_t length)>;
+  void set_payload_sink(PayloadSink sink) { sink_ = std::move(sink); }
+  // What is left to fill of a payload landing in a sink (else empty): the
+  // caller may read into it directly and then account for it with Filled.
+  MutableByteSpan SinkSpace() const;
+  // `n` bytes were written at the front of SinkSpace(); `*out` holds the
+  // frame once it is complete.
+  void Filled(std::size_t n, std::optional<Frame>* out);
+
   // Before the handshake completes only handshake frames are accepted;
   // anything else fails the decoder (kHandshakeFailed).
   void set_handshake_only(bool on) { handshake_only_ = on; }
@@ -100,10 +116,14 @@ class FrameDecoder {
   std::size_t header_fill_ = 0;
   Frame frame_;
   Bytes payload_;
+  PayloadSink sink_;
+  MutableByteSpan sunk_;  // the sink's span for the frame being assembled
   std::size_t payload_fill_ = 0;
   std::size_t expected_ = 0;
   bool in_payload_ = false;
   bool handshake_only_ = false;
+
+  void Complete(std::optional<Frame>* out);
 };
 
 }  // namespace dfs::net

@@ -48,30 +48,34 @@ FrameOpener::FrameOpener(const SessionKey& key) : key_(key) {}
 FrameOpener::~FrameOpener() { CryptoPP::SecureWipeBuffer(key_.data(), key_.size()); }
 
 std::error_code FrameOpener::Open(Frame* frame) {
-  if (frame->payload.size() < kSealOverhead) {
+  std::error_code ec = Open(*frame, frame->payload);
+  if (ec == NetError::kAuthFailed) {
     frame->payload.clear();
-    return NetError::kAuthFailed;
+  } else if (!ec) {
+    frame->payload.resize(frame->payload.size() - kSealOverhead);
   }
+  return ec;
+}
+
+std::error_code FrameOpener::Open(const Frame& header_of, MutableByteSpan sealed) {
+  if (sealed.size() < kSealOverhead) return NetError::kAuthFailed;
   if (counter_ == std::numeric_limits<std::uint64_t>::max()) return NetError::kCounterExhausted;
-  const std::size_t n = frame->payload.size() - kSealOverhead;
+  const std::size_t n = sealed.size() - kSealOverhead;
   std::uint8_t header[kHeaderSize];
-  EncodeHeader(frame->type, frame->flags, frame->request_id,
-               static_cast<std::uint32_t>(frame->payload.size()), header);
+  EncodeHeader(header_of.type, header_of.flags, header_of.request_id,
+               static_cast<std::uint32_t>(sealed.size()), header);
   std::uint8_t nonce[12];
   Nonce(counter_, nonce);
   CryptoPP::GCM<CryptoPP::AES>::Decryption gcm;
   gcm.SetKeyWithIV(key_.data(), key_.size(), nonce, sizeof(nonce));
   // In place: GCM authenticates each block of ciphertext before it
-  // decrypts it over itself; a failed frame is cleared anyway.
-  std::uint8_t* data = frame->payload.data();
-  bool ok = gcm.DecryptAndVerify(data, data + n, kSealOverhead, nonce, sizeof(nonce), header,
-                                 kHeaderSize, data, n);
-  if (!ok) {
-    frame->payload.clear();
+  // decrypts it over itself; a failed frame closes the connection.
+  std::uint8_t* data = sealed.data();
+  if (!gcm.DecryptAndVerify(data, data + n, kSealOverhead, nonce, sizeof(nonce), header,
+                            kHeaderSize, data, n)) {
     return NetError::kAuthFailed;
   }
   ++counter_;  // only an authentic frame advances the expected counter
-  frame->payload.resize(n);
   return {};
 }
 

@@ -40,6 +40,10 @@ class FrameOpener {
   // Opens a frame whose payload is ciphertext || tag, in place. Errors:
   // kAuthFailed (and the frame's payload is cleared), kCounterExhausted.
   std::error_code Open(Frame* frame);
+  // The same for a frame whose sealed payload is `sealed` (its header's
+  // fields given): the plaintext is left in its first size() - kSealOverhead
+  // bytes.
+  std::error_code Open(const Frame& header, MutableByteSpan sealed);
 
  private:
   SessionKey key_;

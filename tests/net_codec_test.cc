@@ -80,6 +80,57 @@ TEST(FrameCodecTest, EveryTypeRoundTripsWhateverTheSplits) {
   }
 }
 
+// A payload sink takes the payloads it is offered, whether they arrive fed
+// in pieces or read straight into SinkSpace(); what it declines, and the
+// frames around, the decoder keeps as before.
+TEST(FrameCodecTest, PayloadsLandInTheSinkThatTakesThem) {
+  Frame big{FrameType::kStreamData, 0, 7, Bytes(300000)};
+  for (std::size_t i = 0; i < big.payload.size(); ++i) big.payload[i] = static_cast<std::uint8_t>(i * 31);
+  Frame small{FrameType::kRequest, 1, 8, Bytes(500, 5)};
+  Frame declined{FrameType::kStreamData, 0, 9, Bytes(1000, 6)};
+  Bytes wire = Encode(big), tail = Encode(small), last = Encode(declined);
+  wire.insert(wire.end(), tail.begin(), tail.end());
+  wire.insert(wire.end(), last.begin(), last.end());
+
+  for (bool direct : {false, true}) {
+    SCOPED_TRACE(direct ? "read into SinkSpace" : "fed in pieces");
+    Bytes landing(big.payload.size());
+    std::vector<std::uint64_t> offered;
+    FrameDecoder d;
+    d.set_payload_sink([&](const Frame& header, std::size_t length) -> MutableByteSpan {
+      offered.push_back(header.request_id);
+      if (header.request_id != 7) return {};
+      EXPECT_EQ(length, landing.size());
+      return landing;
+    });
+    std::vector<Frame> got;
+    std::size_t pos = 0;
+    while (pos < wire.size()) {
+      std::optional<Frame> f;
+      if (MutableByteSpan space = d.SinkSpace(); direct && !space.empty()) {
+        std::size_t n = std::min<std::size_t>({space.size(), 4096, wire.size() - pos});
+        std::copy_n(wire.begin() + static_cast<std::ptrdiff_t>(pos), n, space.begin());
+        pos += n;
+        d.Filled(n, &f);
+      } else {
+        ByteSpan piece(wire.data() + pos, std::min<std::size_t>(777, wire.size() - pos));
+        std::size_t before = piece.size();
+        ASSERT_FALSE(d.Feed(&piece, &f));
+        pos += before - piece.size();
+      }
+      if (f) got.push_back(std::move(*f));
+    }
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0].request_id, 7u);
+    EXPECT_TRUE(got[0].payload.empty()) << "a sunk payload is not also in the frame";
+    EXPECT_TRUE(landing == big.payload);
+    EXPECT_EQ(got[1].payload, small.payload);
+    EXPECT_EQ(got[2].payload, declined.payload) << "a declined payload stays with the decoder";
+    EXPECT_EQ(offered, (std::vector<std::uint64_t>{7, 8, 9}));
+    EXPECT_TRUE(d.SinkSpace().empty());
+  }
+}
+
 TEST(FrameCodecTest, TruncatedInputYieldsNothingAndNoError) {
   Frame f;
   f.type = FrameType::kRequest;

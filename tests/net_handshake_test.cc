@@ -168,5 +168,32 @@ TEST_F(SealedFramesTest, ReplayReorderFlipAndHeaderChangesFail) {
   }
 }
 
+// Opening a frame whose payload landed elsewhere (a stream's buffer): the
+// plaintext is left at the front of that span, and the header still counts.
+TEST_F(SealedFramesTest, FramesOpenInPlaceWhereTheirPayloadLanded) {
+  FrameSealer s(key_);
+  Frame a = Wire(s, Make("in place", 3)), b = Wire(s, Make("next", 4));
+  FrameOpener o(key_);
+  Bytes landing = a.payload;
+  Frame header = a;
+  header.payload.clear();
+  ASSERT_FALSE(o.Open(header, landing));
+  EXPECT_EQ(std::string(landing.begin(), landing.begin() + 8), "in place");
+  // The counter moved on: the same bytes again are a replay; a header
+  // changed is refused; the next frame opens.
+  Bytes again = a.payload;
+  EXPECT_EQ(o.Open(header, again), NetError::kAuthFailed);
+  Bytes next = b.payload;
+  Frame next_header = b;
+  next_header.request_id = 5;
+  EXPECT_EQ(o.Open(next_header, next), NetError::kAuthFailed);
+  next_header.request_id = 4;
+  next = b.payload;
+  ASSERT_FALSE(o.Open(next_header, next));
+  EXPECT_EQ(std::string(next.begin(), next.begin() + 4), "next");
+  Bytes too_short(kSealOverhead - 1);
+  EXPECT_EQ(o.Open(next_header, too_short), NetError::kAuthFailed);
+}
+
 }  // namespace
 }  // namespace dfs::net

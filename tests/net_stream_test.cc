@@ -160,5 +160,39 @@ TEST(StreamTest, ARequestPastItsDeadlineCancelsItsStream) {
   EXPECT_FALSE(client->closed());
 }
 
+// A peer that breaks the stream rules by hand: pieces for a stream that is
+// not open are dropped; a piece beyond the credit granted (whether it would
+// land in the stream's buffer or not) closes the connection.
+TEST(StreamTest, PiecesBeyondTheCreditGrantedCloseTheConnection) {
+  for (std::size_t first : {std::size_t{1000}, std::size_t{3000}}) {
+    SCOPED_TRACE(first == 1000 ? "within credit, then beyond" : "beyond at once");
+    asio::io_context io;
+    ConnectionOptions o = Fast();
+    o.stream_window = 2000;  // credit granted 2000 bytes at a time
+    Recorder server(io, o);
+    auto client = Dial(io, server.port(), Key(1));
+    client->Start();
+    ASSERT_TRUE(RunUntil(io, [&] { return client->established() && server.conn; }));
+    auto piece = [](std::uint64_t id, std::size_t n) {
+      return Frame{FrameType::kStreamData, 0, id, Bytes(n, 1)};
+    };
+    ASSERT_TRUE(client->Send(piece(99, 500)));  // no such stream: dropped
+    Frame open{FrameType::kStreamOpen, 0, 1, Bytes(16, 0)};
+    open.payload[0] = static_cast<std::uint8_t>(FrameType::kChunkRequest);
+    open.payload[4] = 0x10;  // 10,000 bytes (0x2710)
+    open.payload[5] = 0x27;
+    ASSERT_TRUE(client->Send(open));
+    ASSERT_TRUE(client->Send(piece(1, first)));
+    RunUntil(io, [] { return false; }, 200ms);
+    if (first == 1000) {
+      EXPECT_FALSE(server.conn->closed()) << "a piece within the credit is taken";
+      // Half the window used: the credit was topped up to 3,000 in all.
+      ASSERT_TRUE(client->Send(piece(1, 2500)));  // 3,500 > 3,000
+    }
+    ASSERT_TRUE(RunUntil(io, [&] { return server.conn->closed() && client->closed(); }, 5s));
+    EXPECT_TRUE(server.got.empty());
+  }
+}
+
 }  // namespace
 }  // namespace dfs::net
