@@ -133,6 +133,8 @@ asio::awaitable<std::error_code> Connection::ReadFrame(Frame* out) {
     if (MutableByteSpan direct = decoder_.SinkSpace(); !direct.empty()) {
       std::size_t n = co_await socket_.async_read_some(asio::buffer(direct.data(), direct.size()),
                                                        asio::use_awaitable);
+      // A close frees the stream buffers; the reader stops without them.
+      if (closed_) co_return std::make_error_code(std::errc::operation_canceled);
       std::optional<Frame> frame;
       decoder_.Filled(n, &frame);
       if (frame) {
@@ -193,6 +195,8 @@ asio::awaitable<void> Connection::Reader() {
   for (;;) {
     Frame frame;
     std::error_code ec = co_await ReadFrame(&frame);
+    // Closed while the read completed: a piece's stream buffer is gone.
+    if (closed_) co_return;
     MutableByteSpan sunk = std::exchange(sunk_, {});
     if (!ec) ec = sunk.empty() ? opener_->Open(&frame) : opener_->Open(frame, sunk);
     if (ec) {
