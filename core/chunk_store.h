@@ -93,6 +93,12 @@ class ChunkStore {
   // Whether the chunk is held (no integrity check).
   virtual Result<bool> Has(const ChunkId& id) = 0;
 
+  // Whether a Put of the chunk would add nothing, so a writer may skip it:
+  // held as durably as a Put makes it. A store that spreads copies says no
+  // for a chunk whose last Put missed its copies (the writer then puts it
+  // again) though its own copy is there.
+  virtual Result<bool> HasAsPut(const ChunkId& id) { return Has(id); }
+
   // Removes the chunk. Errors: kNotFound, kIo.
   virtual Status Remove(const ChunkId& id) = 0;
 

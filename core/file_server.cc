@@ -390,7 +390,7 @@ Status FileServer::StoreChunks(Reader& reader, std::string_view what, const Prog
       job->ref.id = crypto_.ComputeId(job->input);
       Pin(job->ref.id);
       job->pinned = true;
-      Result<bool> has = store_->Has(job->ref.id);
+      Result<bool> has = store_->HasAsPut(job->ref.id);
       if (!has.ok()) return job->Finish(has.status());
       if (*has) return job->Finish(Status::Ok());
       // Sealed straight into the store's write buffer when it lends one.

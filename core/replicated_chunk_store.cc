@@ -38,11 +38,22 @@ Status ReplicatedChunkStore::Put(const ChunkId& id, ByteSpan data) {
       last = std::move(s);
     }
   }
+  std::lock_guard lock(short_mu_);
   if (copies < quorum) {
+    if (short_.size() < kMaxShort) short_.insert(id);
     return Status::Unavailable(fmt::format("chunk {}: {} of {} required copies made ({})",
                                            id.ShortHex(), copies, quorum, last.ToString()));
   }
+  short_.erase(id);
   return Status::Ok();
+}
+
+Result<bool> ReplicatedChunkStore::HasAsPut(const ChunkId& id) {
+  {
+    std::lock_guard lock(short_mu_);
+    if (short_.count(id) > 0) return false;
+  }
+  return local_.Has(id);
 }
 
 namespace {

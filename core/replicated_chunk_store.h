@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/chunk_store.h"
 #include "core/peer_network.h"
@@ -61,6 +62,10 @@ class ReplicatedChunkStore final : public ChunkStore {
   Status View(const ChunkId& id, ReadCheck check, ReadHint hint, Bytes* scratch,
               const std::function<Status(ByteSpan)>& use) override;
   Result<bool> Has(const ChunkId& id) override { return local_.Has(id); }
+  // No while the chunk's last Put here missed its write quorum: the local
+  // copy is there, but a writer must put it again (to the holders) rather
+  // than take it for stored.
+  Result<bool> HasAsPut(const ChunkId& id) override;
   Status Remove(const ChunkId& id) override { return local_.Remove(id); }
   Result<ChunkStat> Stat(const ChunkId& id) override { return local_.Stat(id); }
   Result<bool> RemoveIfStoredBefore(const ChunkId& id,
@@ -94,6 +99,13 @@ class ReplicatedChunkStore final : public ChunkStore {
   PeerNetwork& network_;
   ReplicationOptions options_;
   Verifier verify_;
+
+  // Chunks whose last Put missed its quorum (at most kMaxShort remembered;
+  // a restart forgets them, and the repair pass that follows it copies
+  // what holders lack).
+  static constexpr std::size_t kMaxShort = 1 << 16;
+  std::mutex short_mu_;
+  std::unordered_set<ChunkId, ChunkIdHash> short_;
 
   std::mutex cache_mu_;
   using Entry = std::pair<ChunkId, std::shared_ptr<const Bytes>>;

@@ -168,6 +168,11 @@ Status TreeMount::Release(std::uint64_t ino, const std::shared_ptr<OpenFile>& fi
   if (--file->handles == 0) {
     auto it = open_.find(ino);
     if (it != open_.end() && it->second == file) open_.erase(it);
+    // What was written and not committed is dropped with the open file;
+    // the kernel's pages may still hold it.
+    if (!s.ok()) {
+      if (auto n = nodes_.find(ino); n != nodes_.end()) n->second.cache_suspect = true;
+    }
   }
   return s;
 }
@@ -189,6 +194,7 @@ void TreeMount::Head::Clear() {
 }
 
 Status TreeMount::Unstream(OpenFile& file) {
+  if (!file.lost.ok()) return file.lost;
   if (!file.head.bytes.empty()) {
     // The head becomes a staged file (content: nothing, or only a hole).
     core::FileServer* fs = &files_;
@@ -205,7 +211,12 @@ Status TreeMount::Unstream(OpenFile& file) {
   }
   if (!file.stream) return Status::Ok();
   std::unique_ptr<core::UploadStream> stream = std::move(file.stream);
-  DFS_ASSIGN_OR_RETURN(core::Manifest uploaded, stream->Finish());
+  core::Result<core::Manifest> finished = stream->Finish();
+  if (!finished.ok()) {
+    file.lost = finished.status().WithContext("the upload of what was written failed");
+    return file.lost;
+  }
+  core::Manifest uploaded = std::move(*finished);
   // The stream began over content that was only a hole (a file extended by
   // truncate before it was written, as fio does): the hole's tail stays.
   if (uploaded.size < file.content->size) uploaded.AppendHole(file.content->size - uploaded.size);
@@ -232,6 +243,7 @@ std::uint64_t TreeMount::Size(OpenFile& file) {
 
 Status TreeMount::Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data) {
   constexpr std::size_t kStreamFrom = 128 * 1024;  // from here on a new file streams
+  if (!file.lost.ok()) return file.lost;
   // Streamed when the file holds no bytes yet: empty, or only a hole.
   auto no_data = [](const core::Manifest& m) {
     return std::all_of(m.chunks.begin(), m.chunks.end(),
@@ -335,8 +347,9 @@ bool TreeMount::ContentChanged(std::uint64_t ino, const core::Manifest& content)
   std::lock_guard lock(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return true;
-  bool changed = it->second.content_hash != h;
+  bool changed = it->second.content_hash != h || it->second.cache_suspect;
   it->second.content_hash = h;
+  it->second.cache_suspect = false;
   return changed;
 }
 

@@ -113,6 +113,11 @@ class TreeMount {
     // A file written in order from 0 uploads as it is written (cp); the
     // first other access turns what was uploaded into the staged file's base.
     std::unique_ptr<core::UploadStream> stream;
+    // Why the stream's upload failed, once it has: the bytes it had taken
+    // are gone, so every later write, read, flush, fsync and close of the
+    // file through this open file fails with it (never a success that
+    // drops written bytes). The tree keeps the last committed content.
+    core::Status lost;
     // Before the stream: a new file's first bytes while under kStreamFrom,
     // committed as one small upload at close (no staging file); any other
     // access stages them. Never at the same time as stream or staged.
@@ -194,6 +199,9 @@ class TreeMount {
     std::uint64_t parent = 0;  // where it was last looked up, for invalidation
     std::string name;
     std::size_t content_hash = 0;  // of the manifest at the last open
+    // The kernel may cache bytes the tree does not hold (a commit failed):
+    // the next open drops its pages whatever the content.
+    bool cache_suspect = false;
   };
   std::mutex mu_;
   std::uint64_t next_ino_ = 2;

@@ -128,6 +128,97 @@ TEST_F(MountTest, ACrashedMountFailsCallersAtOnceAndAutoUnmountRemovesIt) {
   EXPECT_FALSE(Mounted(mnt_));
 }
 
+// An upload that misses its write quorum is never silent: fsync and close
+// fail with EIO while the one peer that must take the second copy cannot
+// (its disk is full), the mount stays up, and once the peer has room again
+// the same file writes and reads back.
+TEST_F(MountTest, AnUploadThatMissesItsQuorumFailsFsyncAndCloseWithEio) {
+  fs::path peer_data = dir_ / "p";
+  testing::ScopedTmpfs tmpfs(peer_data, "48m");
+  if (!tmpfs.ok()) GTEST_SKIP() << "mount -t tmpfs failed (no CAP_SYS_ADMIN here?)";
+  int peer = testing::Spawn({testing::BinPath("dfsd"), "--data", peer_data.string(), "--listen",
+                             "127.0.0.1:0", "--network-key", (dir_ / "net.key").string(), "--key",
+                             (dir_ / "volume.key").string(), "--replicas", "2"},
+                            (dir_ / "peer.log").string());
+  pids_.push_back(peer);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(peer_data / "control.sock"); }));
+  auto status = Dfs({"--data", peer_data.string(), "status", "--json"});
+  std::string listen = status.out.substr(status.out.find("127.0.0.1:"));
+  listen = listen.substr(0, listen.find('"'));
+  std::vector<std::string> argv = MountArgs("m");
+  argv.insert(argv.end(), {"--peer", listen, "--replicas", "2", "-f"});
+  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
+  pids_.push_back(pid);
+  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  ASSERT_TRUE(WaitFor([&] {
+    return Dfs({"--data", peer_data.string(), "peers", "--json"}).out.find("\"alive\": true") !=
+           std::string::npos;
+  }));
+
+  const core::Bytes before = testing::RandomBytes(3 << 20, 11);
+  testing::WriteFile(mnt_ / "before", before);  // the quorum of two holds
+
+  // The peer's disk fills up: no second copy can be made.
+  testing::Run({"/bin/sh", "-c", "cat /dev/zero > \"$0/filler\"", peer_data.string()});
+  const core::Bytes data = testing::RandomBytes(4 << 20, 12);
+  int fd = ::open((mnt_ / "new").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  errno = 0;
+  EXPECT_EQ(::fsync(fd), -1) << "fsync acknowledged a write only one node holds";
+  EXPECT_EQ(errno, EIO);
+  // What the failed upload had taken is gone: the open file says so to
+  // every later call instead of committing the rest as if it were whole.
+  errno = 0;
+  EXPECT_EQ(::pwrite(fd, "more", 4, static_cast<off_t>(data.size())), -1);
+  EXPECT_EQ(errno, EIO);
+  errno = 0;
+  EXPECT_EQ(::fsync(fd), -1) << "a second fsync acknowledged the lost write";
+  EXPECT_EQ(errno, EIO);
+  errno = 0;
+  EXPECT_EQ(::close(fd), -1) << "close acknowledged a write only one node holds";
+  EXPECT_EQ(errno, EIO);
+  EXPECT_TRUE(Mounted(mnt_));
+  EXPECT_TRUE(testing::ReadFile(mnt_ / "before") == before);
+  std::string log = Slurp(dir_ / "mount.log");
+  EXPECT_NE(log.find("required copies"), std::string::npos) << log;
+  struct stat st {};
+  ASSERT_EQ(::stat((mnt_ / "new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 0) << "the tree keeps the last committed content (the empty new file)";
+
+  // A file changed in place (staged here) keeps its bytes and tries again
+  // at each flush: the chunks the failed fsync left on this node are put
+  // again, not taken for stored, so close fails too while the peer is full.
+  const core::Bytes patch = testing::RandomBytes(256 << 10, 13);
+  fd = ::open((mnt_ / "before").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, patch.data(), patch.size(), 1 << 20), static_cast<ssize_t>(patch.size()));
+  errno = 0;
+  EXPECT_EQ(::fsync(fd), -1);
+  EXPECT_EQ(errno, EIO);
+  errno = 0;
+  EXPECT_EQ(::close(fd), -1) << "close took chunks with one copy for stored";
+  EXPECT_EQ(errno, EIO);
+  // The tree kept the committed content; once the file's release has
+  // dropped what failed, reads through the mount see it again too (the
+  // kernel's pages that held the patch are not kept).
+  auto got = Dfs({"--data", (dir_ / "m").string(), "get", "before", (dir_ / "out").string()});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_TRUE(testing::ReadFile(dir_ / "out") == before);
+  EXPECT_TRUE(WaitFor([&] { return testing::ReadFile(mnt_ / "before") == before; }, 5s));
+
+  // Room again: the same write goes through and reads back.
+  fs::remove(peer_data / "filler");
+  testing::WriteFile(mnt_ / "new", data);
+  fd = ::open((mnt_ / "new").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(::fsync(fd), 0);
+  ::close(fd);
+  EXPECT_TRUE(testing::ReadFile(mnt_ / "new") == data);
+  EXPECT_EQ(testing::Stop(pid, SIGTERM), 0) << Slurp(dir_ / "mount.log");
+  pids_.erase(pids_.begin() + 1);
+}
+
 // What a shell's `echo x > new` costs in the replicated log: the create and
 // the content, two ops per file; O_TRUNC on a file just made adds none (it
 // used to add a third). Rewriting an existing file with O_TRUNC commits its

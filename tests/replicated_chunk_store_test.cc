@@ -124,9 +124,12 @@ TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
     explicit Refusing(PeerNetwork& inner) : inner_(inner) {}
     NodeId self() const override { return inner_.self(); }
     std::vector<NodeId> LiveMembers() override { return inner_.LiveMembers(); }
-    Status PutChunk(const NodeId&, const ChunkId&, ByteSpan, std::chrono::milliseconds) override {
-      return Status::NoSpace("peer disk full");
+    Status PutChunk(const NodeId& to, const ChunkId& id, ByteSpan data,
+                    std::chrono::milliseconds d) override {
+      if (refuse) return Status::NoSpace("peer disk full");
+      return inner_.PutChunk(to, id, data, d);
     }
+    bool refuse = true;
     Status GetChunk(const NodeId& f, const ChunkId& id, Bytes* out,
                     std::chrono::milliseconds d) override {
       return inner_.GetChunk(f, id, out, d);
@@ -142,6 +145,15 @@ TEST(ReplicatedChunkStoreTest, WithoutAQuorumPutFails) {
   EXPECT_EQ(s.code(), ErrorCode::kUnavailable) << s.ToString();
   EXPECT_NE(s.message().find("1 of 2"), std::string::npos) << s.ToString();
   EXPECT_NE(s.message().find("peer disk full"), std::string::npos) << s.ToString();
+  // The local copy is there, but a writer must not take the chunk for
+  // stored: it puts it again, and once the peer has room the copies are made.
+  EXPECT_TRUE(*writer.Has(testing::TestChunkId(2)));
+  EXPECT_FALSE(*writer.HasAsPut(testing::TestChunkId(2)));
+  EXPECT_FALSE(*c.stores[1]->Has(testing::TestChunkId(2)));
+  refusing.refuse = false;
+  ASSERT_TRUE(writer.Put(testing::TestChunkId(2), AsBytes("needs two copies")).ok());
+  EXPECT_TRUE(*writer.HasAsPut(testing::TestChunkId(2)));
+  EXPECT_TRUE(*c.stores[1]->Has(testing::TestChunkId(2))) << "the retry made the second copy";
 }
 
 TEST(ReplicatedChunkStoreTest, ABadCopyIsSkippedForAGoodOne) {
