@@ -92,6 +92,37 @@ TEST_F(MountTest, KeysReadBackThroughTheMountAndSigtermUnmounts) {
   EXPECT_FALSE(Mounted(mnt_));
 }
 
+// SIGINT ends a mount as SIGTERM does, after flushing: what a process
+// still holds open and has written is committed before the unmount, and
+// the data directory then reads it without the node.
+TEST_F(MountTest, SigintCommitsWhatAnOpenFileHoldsAndUnmounts) {
+  std::vector<std::string> argv = MountArgs("m");
+  argv.push_back("-f");
+  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
+  pids_.push_back(pid);
+  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  const std::string big(300000, 'b');  // past the in-memory head: it streams
+  testing::WriteFile(dir_ / "big.in", core::Bytes(big.begin(), big.end()));
+  int holder = testing::Spawn(
+      {"/bin/sh", "-c",
+       "exec 3>\"$0/held\" 4>\"$0/held-big\"; printf 'still open' >&3; cat \"$1\" >&4; "
+       "touch \"$2\"; exec sleep 60",
+       mnt_.string(), (dir_ / "big.in").string(), (dir_ / "ready").string()},
+      (dir_ / "holder.log").string());
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(dir_ / "ready"); })) << Slurp(dir_ / "holder.log");
+  EXPECT_EQ(testing::Stop(pid, SIGINT), 0) << Slurp(dir_ / "mount.log");
+  pids_.clear();
+  testing::Stop(holder, SIGKILL);
+  EXPECT_FALSE(Mounted(mnt_));
+  const std::string key = (dir_ / "volume.key").string();
+  auto got = Dfs({"--data", (dir_ / "m").string(), "--key", key, "get", "held", (dir_ / "out").string()});
+  ASSERT_EQ(got.exit_code, 0) << got.err << Slurp(dir_ / "mount.log");
+  EXPECT_EQ(Slurp(dir_ / "out"), "still open");
+  got = Dfs({"--data", (dir_ / "m").string(), "--key", key, "get", "held-big", (dir_ / "out-big").string()});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(Slurp(dir_ / "out-big"), big);
+}
+
 // A mount whose node dies at once (kill -9) never hangs its callers: the
 // kernel fails every call on it with ENOTCONN until it is unmounted, and
 // with -o auto_unmount it is unmounted by itself.
