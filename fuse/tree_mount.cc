@@ -232,6 +232,13 @@ Status TreeMount::Unstream(OpenFile& file) {
   return Status::Ok();
 }
 
+void TreeMount::Empty(OpenFile& file) {
+  file.content = std::make_shared<const core::Manifest>();
+  file.head.Clear();
+  file.content_dirty = true;
+  file.lost = Status::Ok();
+}
+
 std::uint64_t TreeMount::Size(OpenFile& file) {
   if (file.stream) return std::max(file.stream->size(), file.content->size);
   if (!file.head.bytes.empty()) {

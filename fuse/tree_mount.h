@@ -117,7 +117,8 @@ class TreeMount {
     // Why the stream's upload failed, once it has: the bytes it had taken
     // are gone, so every later write, read, flush, fsync and close of the
     // file through this open file fails with it (never a success that
-    // drops written bytes). The tree keeps the last committed content.
+    // drops written bytes), until a truncation to nothing (Empty). The
+    // tree keeps the last committed content.
     core::Status lost;
     // Before the stream: a new file's first bytes while under kStreamFrom,
     // committed as one small upload at close (no staging file); any other
@@ -153,6 +154,10 @@ class TreeMount {
   core::Status Refresh(OpenFile& file);
   // Ends an upload in progress; what it uploaded becomes the staged base.
   core::Status Unstream(OpenFile& file);
+  // Truncates to nothing a file with nothing staged (its lock held): the
+  // content is empty (committed at the next flush), and a failed upload's
+  // error goes with the bytes it had dropped.
+  void Empty(OpenFile& file);
   // Writes at `offset` (its lock held): to the upload when the file is
   // written in order from 0, else staged.
   core::Status Write(OpenFile& file, std::uint64_t offset, core::ByteSpan data);

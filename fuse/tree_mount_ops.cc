@@ -188,8 +188,12 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     Status s;
     if (f) {
       std::lock_guard lock(f->mu);
-      s = m->Stage(*f);
-      if (s.ok()) s = f->staged->Truncate(static_cast<std::uint64_t>(attr->st_size));
+      if (attr->st_size == 0 && !f->lost.ok()) {
+        m->Empty(*f);  // what the failed upload dropped is cut anyway
+      } else {
+        s = m->Stage(*f);
+        if (s.ok()) s = f->staged->Truncate(static_cast<std::uint64_t>(attr->st_size));
+      }
       if (s.ok()) f->mtime_ns = NowNs();
       // truncate(2) by path has no handle to flush: commit now.
       if (s.ok() && fi == nullptr) s = m->Commit(*f);
@@ -358,9 +362,7 @@ core::Result<TreeMount::Handle*> NewHandle(TreeMount* m, fuse_ino_t ino, const F
     if (!f->staged && !f->stream) {
       // Nothing staged: the content is simply empty now (and a writer in
       // order from 0 can still upload as it writes).
-      f->content = std::make_shared<const core::Manifest>();
-      f->head.Clear();
-      f->content_dirty = true;
+      m->Empty(*f);
     } else {
       s = m->Stage(*f);
       if (s.ok()) s = f->staged->Truncate(0);

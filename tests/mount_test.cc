@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -216,6 +217,21 @@ TEST_F(MountTest, AnUploadThatMissesItsQuorumFailsFsyncAndCloseWithEio) {
   struct stat st {};
   ASSERT_EQ(::stat((mnt_ / "new").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, 0) << "the tree keeps the last committed content (the empty new file)";
+
+  // Truncating such a file to nothing cuts what was dropped anyway: through
+  // a second descriptor (O_TRUNC) the file is written afresh (small enough
+  // to travel in its op, no chunk), and the first descriptor's close has
+  // nothing left to fail.
+  fd = ::open((mnt_ / "again").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  EXPECT_EQ(::fsync(fd), -1);
+  int fresh = ::open((mnt_ / "again").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fresh, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fresh, "fresh", 5), 5);
+  EXPECT_EQ(::close(fresh), 0) << std::strerror(errno);
+  EXPECT_EQ(::close(fd), 0) << std::strerror(errno);
+  EXPECT_EQ(Slurp(mnt_ / "again"), "fresh");
 
   // A file changed in place (staged here) keeps its bytes and tries again
   // at each flush: the chunks the failed fsync left on this node are put
