@@ -17,9 +17,10 @@
 // surfaces as the error of that flush / fsync / close. A file written in
 // order from offset 0 (cp) skips the staging file: its bytes go straight to
 // an UploadStream; if that upload fails, every later call on the open file
-// fails with its error (OpenFile::lost), since those bytes are gone. Each open sees the tree's current content (close-to-open,
-// like NFS), unless this mount has uncommitted changes of its own; when a
-// peer's op changes the content of a file open here, the next read reloads
+// fails with its error (OpenFile::lost), since those bytes are gone. Each
+// open sees the tree's current content (close-to-open, like NFS), unless
+// this mount has uncommitted changes of its own; when a peer's op changes
+// the content of a file open here, the next read reloads
 // it (the kernel keeps one size per inode, so handles read one whole
 // version, never a mix). The page cache is kept across opens while the
 // content is unchanged.
