@@ -51,17 +51,39 @@ class MountTest : public ::testing::Test {
             "127.0.0.1:0", "--network-key", (dir_ / "net.key").string(), "--key",
             (dir_ / "volume.key").string()};
   }
+  // dfsmount -f on data directory "m" with `extra` arguments; mounted when
+  // this returns, its pid in *pid (and in pids_).
+  void MountInForeground(const std::vector<std::string>& extra, int* pid,
+                         const std::string& log = "mount.log") {
+    std::vector<std::string> argv = MountArgs("m");
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("-f");
+    *pid = testing::Spawn(argv, (dir_ / log).string());
+    pids_.push_back(*pid);
+    ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / log);
+  }
+  // A dfsd on `data` with `replicas`, listening on a free loopback port,
+  // whose address is in *listen when this returns.
+  void StartPeer(const fs::path& data, const std::string& replicas, std::string* listen) {
+    pids_.push_back(testing::Spawn(
+        {testing::BinPath("dfsd"), "--data", data.string(), "--listen", "127.0.0.1:0",
+         "--network-key", (dir_ / "net.key").string(), "--key", (dir_ / "volume.key").string(),
+         "--replicas", replicas},
+        (dir_ / "peer.log").string()));
+    ASSERT_TRUE(WaitFor([&] { return fs::exists(data / "control.sock"); }));
+    auto status = Dfs({"--data", data.string(), "status", "--json"});
+    ASSERT_NE(status.out.find("127.0.0.1:"), std::string::npos) << status.out;
+    *listen = status.out.substr(status.out.find("127.0.0.1:"));
+    *listen = listen->substr(0, listen->find('"'));
+  }
   testing::TempDir dir_;
   fs::path mnt_ = dir_ / "mnt";
   std::vector<int> pids_;
 };
 
 TEST_F(MountTest, KeysReadBackThroughTheMountAndSigtermUnmounts) {
-  std::vector<std::string> argv = MountArgs("m");
-  argv.push_back("-f");
-  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
-  pids_.push_back(pid);
-  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(MountInForeground({}, &pid));
   core::Bytes data = testing::RandomBytes(5 << 20, 1);
   testing::WriteFile(dir_ / "in", data);
   ASSERT_EQ(Dfs({"--data", (dir_ / "m").string(), "put", "docs/a/file.bin", (dir_ / "in").string()}).exit_code, 0);
@@ -97,11 +119,8 @@ TEST_F(MountTest, KeysReadBackThroughTheMountAndSigtermUnmounts) {
 // still holds open and has written is committed before the unmount, and
 // the data directory then reads it without the node.
 TEST_F(MountTest, SigintCommitsWhatAnOpenFileHoldsAndUnmounts) {
-  std::vector<std::string> argv = MountArgs("m");
-  argv.push_back("-f");
-  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
-  pids_.push_back(pid);
-  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(MountInForeground({}, &pid));
   const std::string big(300000, 'b');  // past the in-memory head: it streams
   testing::WriteFile(dir_ / "big.in", core::Bytes(big.begin(), big.end()));
   int holder = testing::Spawn(
@@ -128,11 +147,8 @@ TEST_F(MountTest, SigintCommitsWhatAnOpenFileHoldsAndUnmounts) {
 // kernel fails every call on it with ENOTCONN until it is unmounted, and
 // with -o auto_unmount it is unmounted by itself.
 TEST_F(MountTest, ACrashedMountFailsCallersAtOnceAndAutoUnmountRemovesIt) {
-  std::vector<std::string> argv = MountArgs("m");
-  argv.insert(argv.end(), {"-f", "-o", "auto_unmount"});
-  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
-  pids_.push_back(pid);
-  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(MountInForeground({"-o", "auto_unmount"}, &pid));
   testing::WriteFile(mnt_ / "kept", core::Bytes(1000, 7));
   testing::Stop(pid, SIGKILL);
   pids_.clear();
@@ -140,11 +156,7 @@ TEST_F(MountTest, ACrashedMountFailsCallersAtOnceAndAutoUnmountRemovesIt) {
       << "-o auto_unmount left the mount of a killed node behind";
 
   // Without auto_unmount the mount stays until unmounted, and fails fast.
-  argv = MountArgs("m");
-  argv.push_back("-f");
-  pid = testing::Spawn(argv, (dir_ / "mount2.log").string());
-  pids_.push_back(pid);
-  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount2.log");
+  ASSERT_NO_FATAL_FAILURE(MountInForeground({}, &pid, "mount2.log"));
   EXPECT_EQ(Slurp(mnt_ / "kept"), std::string(1000, 7)) << "the closed file outlived the kill";
   testing::Stop(pid, SIGKILL);
   pids_.clear();
@@ -168,20 +180,10 @@ TEST_F(MountTest, AnUploadThatMissesItsQuorumFailsFsyncAndCloseWithEio) {
   fs::path peer_data = dir_ / "p";
   testing::ScopedTmpfs tmpfs(peer_data, "48m");
   if (!tmpfs.ok()) GTEST_SKIP() << "mount -t tmpfs failed (no CAP_SYS_ADMIN here?)";
-  int peer = testing::Spawn({testing::BinPath("dfsd"), "--data", peer_data.string(), "--listen",
-                             "127.0.0.1:0", "--network-key", (dir_ / "net.key").string(), "--key",
-                             (dir_ / "volume.key").string(), "--replicas", "2"},
-                            (dir_ / "peer.log").string());
-  pids_.push_back(peer);
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(peer_data / "control.sock"); }));
-  auto status = Dfs({"--data", peer_data.string(), "status", "--json"});
-  std::string listen = status.out.substr(status.out.find("127.0.0.1:"));
-  listen = listen.substr(0, listen.find('"'));
-  std::vector<std::string> argv = MountArgs("m");
-  argv.insert(argv.end(), {"--peer", listen, "--replicas", "2", "-f"});
-  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
-  pids_.push_back(pid);
-  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  std::string listen;
+  ASSERT_NO_FATAL_FAILURE(StartPeer(peer_data, "2", &listen));
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(MountInForeground({"--peer", listen, "--replicas", "2"}, &pid));
   ASSERT_TRUE(WaitFor([&] {
     return Dfs({"--data", peer_data.string(), "peers", "--json"}).out.find("\"alive\": true") !=
            std::string::npos;
@@ -263,7 +265,7 @@ TEST_F(MountTest, AnUploadThatMissesItsQuorumFailsFsyncAndCloseWithEio) {
   ::close(fd);
   EXPECT_TRUE(testing::ReadFile(mnt_ / "new") == data);
   EXPECT_EQ(testing::Stop(pid, SIGTERM), 0) << Slurp(dir_ / "mount.log");
-  pids_.erase(pids_.begin() + 1);
+  std::erase(pids_, pid);
 }
 
 // What a shell's `echo x > new` costs in the replicated log: the create and
@@ -271,11 +273,8 @@ TEST_F(MountTest, AnUploadThatMissesItsQuorumFailsFsyncAndCloseWithEio) {
 // used to add a third). Rewriting an existing file with O_TRUNC commits its
 // truncation and new content as one op.
 TEST_F(MountTest, ANewFileWrittenWithOTruncCostsTwoOps) {
-  std::vector<std::string> argv = MountArgs("m");
-  argv.push_back("-f");
-  int pid = testing::Spawn(argv, (dir_ / "mount.log").string());
-  pids_.push_back(pid);
-  ASSERT_TRUE(WaitFor([&] { return Mounted(mnt_); })) << Slurp(dir_ / "mount.log");
+  int pid = 0;
+  ASSERT_NO_FATAL_FAILURE(MountInForeground({}, &pid));
   auto write = [&](const std::string& name, const std::string& text) {
     int fd = ::open((mnt_ / name).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ASSERT_GE(fd, 0) << name;
@@ -294,15 +293,8 @@ TEST_F(MountTest, ANewFileWrittenWithOTruncCostsTwoOps) {
 }
 
 TEST_F(MountTest, InTheBackgroundAFileWrittenOnAPeerIsReadFromIt) {
-  int peer = testing::Spawn({testing::BinPath("dfsd"), "--data", (dir_ / "p").string(), "--listen",
-                             "127.0.0.1:0", "--network-key", (dir_ / "net.key").string(), "--key",
-                             (dir_ / "volume.key").string(), "--replicas", "1"},
-                            (dir_ / "peer.log").string());
-  pids_.push_back(peer);
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(dir_ / "p" / "control.sock"); }));
-  auto status = Dfs({"--data", (dir_ / "p").string(), "status", "--json"});
-  std::string listen = status.out.substr(status.out.find("127.0.0.1:"));
-  listen = listen.substr(0, listen.find('"'));
+  std::string listen;
+  ASSERT_NO_FATAL_FAILURE(StartPeer(dir_ / "p", "1", &listen));
   std::vector<std::string> argv = MountArgs("m");
   argv.insert(argv.end(), {"--peer", listen});
   testing::RunResult started = testing::Run(argv);  // returns once mounted
